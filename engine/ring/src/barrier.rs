@@ -1,0 +1,42 @@
+//! What a consumer may read: everything the producer published, or everything its upstream
+//! handlers have released.
+
+use crate::core::Core;
+use crate::sequence::{Sequence, minimum};
+use crate::sync::Arc;
+
+/// A consumer's view of how far it may go.
+#[derive(Debug)]
+pub(crate) struct Barrier<E> {
+    core: Arc<Core<E>>,
+    /// The handlers of the previous stage; empty for the first stage, which follows the cursor.
+    upstream: Box<[Arc<Sequence>]>,
+}
+
+impl<E> Barrier<E> {
+    pub(crate) fn new(core: Arc<Core<E>>, upstream: Box<[Arc<Sequence>]>) -> Self {
+        Self { core, upstream }
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core<E>> {
+        &self.core
+    }
+
+    /// The highest sequence this consumer may process now, given that it wants `next`. It is at
+    /// least `next` if anything is ready; `next - 1` (or lower) otherwise.
+    #[inline(always)]
+    pub(crate) fn available(&self, next: i64) -> i64 {
+        if self.upstream.is_empty() {
+            // Acquire (in `Sequence::get`): pairs with the producer's Release on publication.
+            let cursor = self.core.cursor.get();
+            if cursor < next {
+                return cursor;
+            }
+            self.core.highest_published(next, cursor)
+        } else {
+            // Upstream handlers only release published sequences, so no availability scan is
+            // needed; Acquire loads pair with their Release after they finished with the slots.
+            minimum(&self.upstream, i64::MAX)
+        }
+    }
+}

@@ -334,7 +334,7 @@ impl<E> SingleProducer<E> {
 /// prefix even when producers finish out of order.
 pub struct MultiProducer<E> {
     core: Arc<Core<E>>,
-    gating: Arc<[Arc<Sequence>]>,
+    gating: std::sync::Arc<[Arc<Sequence>]>,
     /// This handle's lower bound of `minimum(gating)`.
     gating_cached: i64,
     wait: WaitStrategy,
@@ -354,7 +354,7 @@ impl<E> Clone for MultiProducer<E> {
     fn clone(&self) -> Self {
         Self {
             core: Arc::clone(&self.core),
-            gating: Arc::clone(&self.gating),
+            gating: std::sync::Arc::clone(&self.gating),
             gating_cached: self.gating_cached,
             wait: self.wait,
             pipeline: std::sync::Arc::clone(&self.pipeline),
@@ -389,7 +389,7 @@ impl<E: Send + Sync + 'static> MultiProducer<E> {
     ) -> Self {
         Self {
             core,
-            gating: Arc::from(gating),
+            gating: std::sync::Arc::from(gating),
             gating_cached: SEQUENCE_INITIAL,
             wait,
             pipeline: std::sync::Arc::new(pipeline),

@@ -40,11 +40,17 @@ fn pipeline_passes_each_event_through_every_stage_in_order_and_sees_earlier_writ
         .and_then()
         .handle_events_with(move |e: &Event, seq: i64, _| {
             assert_eq!(seq, next_b, "B skipped or repeated");
-            assert_eq!(e.stamped, e.value * 10, "B ran before A's write was visible");
+            assert_eq!(
+                e.stamped,
+                e.value * 10,
+                "B ran before A's write was visible"
+            );
             next_b += 1;
         })
         .and_then()
-        .handle_events_with(move |e: &Event, seq: i64, _| seen.lock().unwrap().push((seq, e.stamped)))
+        .handle_events_with(move |e: &Event, seq: i64, _| {
+            seen.lock().unwrap().push((seq, e.stamped))
+        })
         .build()
         .unwrap();
     for i in 0..1_000 {
@@ -76,8 +82,14 @@ fn diamond_runs_the_join_only_after_both_branches() {
         })
         .and_then()
         .handle_events_with(move |_: &Event, seq, _| {
-            assert!(a2.load(Ordering::Acquire) >= seq, "join ran before A at {seq}");
-            assert!(b2.load(Ordering::Acquire) >= seq, "join ran before B at {seq}");
+            assert!(
+                a2.load(Ordering::Acquire) >= seq,
+                "join ran before A at {seq}"
+            );
+            assert!(
+                b2.load(Ordering::Acquire) >= seq,
+                "join ran before B at {seq}"
+            );
             assert_eq!(j.load(Ordering::Relaxed), seq - 1);
             j.store(seq, Ordering::Relaxed);
         })
@@ -130,7 +142,10 @@ fn try_publish_reports_full_and_free_slots_show_back_pressure() {
         producer.try_publish(|e| e.value = i).unwrap();
     }
     assert_eq!(producer.free_slots(), 0);
-    assert_eq!(producer.try_publish(|e| e.value = 99), Err(TryPublishError::Full));
+    assert_eq!(
+        producer.try_publish(|e| e.value = 99),
+        Err(TryPublishError::Full)
+    );
     assert_eq!(
         producer.try_batch_publish(2, |it| it.for_each(|e| e.value = 99)),
         Err(TryPublishError::Full)
@@ -146,7 +161,9 @@ fn batches_publish_contiguous_sequences_and_mark_the_end_of_batch() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&log);
     let mut producer = build_single_producer(64, Event::default, WAIT)
-        .handle_events_with(move |e: &Event, seq, eob| sink.lock().unwrap().push((seq, e.value, eob)))
+        .handle_events_with(move |e: &Event, seq, eob| {
+            sink.lock().unwrap().push((seq, e.value, eob))
+        })
         .build()
         .unwrap();
     let mut value = 0;
@@ -203,7 +220,8 @@ fn multi_producers_interleave_but_each_keeps_its_order() {
             std::thread::spawn(move || {
                 for n in 0..PER_PRODUCER {
                     if n % 5 == 0 {
-                        p.batch_publish(1, |mut it| it.next().unwrap().value = (who << 32) | n).unwrap();
+                        p.batch_publish(1, |mut it| it.next().unwrap().value = (who << 32) | n)
+                            .unwrap();
                     } else if n % 3 == 0 {
                         loop {
                             match p.try_publish(|e| e.value = (who << 32) | n) {
@@ -265,7 +283,11 @@ fn shutdown_drains_everything_published_then_runs_on_shutdown() {
     }
     producer.shutdown().unwrap();
     assert!(started.load(Ordering::Relaxed));
-    assert_eq!(count.load(Ordering::Relaxed), 10_000, "shutdown returned before the drain");
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        10_000,
+        "shutdown returned before the drain"
+    );
     assert!(stopped.load(Ordering::Relaxed));
 }
 
@@ -289,7 +311,10 @@ fn a_panicking_handler_halts_the_ring_and_is_reported_to_the_owner() {
     assert!(at <= 5 + 4 + 1, "reported only at {at}");
     assert_eq!(report.handler, "risk-check");
     assert!(report.message.contains("bad event 5"), "{report}");
-    assert!(matches!(producer.try_publish(|_| {}), Err(TryPublishError::Halted(_))));
+    assert!(matches!(
+        producer.try_publish(|_| {}),
+        Err(TryPublishError::Halted(_))
+    ));
     let err = producer.shutdown().expect_err("shutdown reports the panic");
     assert_eq!(err, report);
 }
@@ -309,15 +334,27 @@ fn a_poller_in_the_graph_gates_later_stages_and_sees_everything() {
         producer.publish(|e| e.value = i).unwrap();
     }
     std::thread::sleep(Duration::from_millis(5));
-    assert_eq!(later.load(Ordering::Acquire), -1, "a later stage ran ahead of the poller");
+    assert_eq!(
+        later.load(Ordering::Acquire),
+        -1,
+        "a later stage ran ahead of the poller"
+    );
     let mut got = Vec::new();
-    assert_eq!(poller.poll_limit(4, |e, seq, eob| got.push((e.value, seq, eob))), PollState::Processed(4));
+    assert_eq!(
+        poller.poll_limit(4, |e, seq, eob| got.push((e.value, seq, eob))),
+        PollState::Processed(4)
+    );
     assert_eq!(got.last(), Some(&(3, 3, true)));
-    assert_eq!(poller.poll(|e, _, _| got.push((e.value, 0, false))), PollState::Processed(6));
+    assert_eq!(
+        poller.poll(|e, _, _| got.push((e.value, 0, false))),
+        PollState::Processed(6)
+    );
     assert_eq!(poller.sequence(), 9);
     wait_until("the later stage", || later.load(Ordering::Acquire) == 9);
     let closer = std::thread::spawn(move || producer.shutdown());
-    wait_until("the poller to see the close", || poller.poll(|_, _, _| {}) == PollState::Closed);
+    wait_until("the poller to see the close", || {
+        poller.poll(|_, _, _| {}) == PollState::Closed
+    });
     closer.join().unwrap().unwrap();
 }
 
@@ -332,9 +369,13 @@ fn blocking_with_a_timeout_calls_on_timeout_when_idle() {
         }
     }
     let ticks = Arc::new(AtomicUsize::new(0));
-    let producer = build_single_producer(8, Event::default, WaitStrategy::Blocking {
-        timeout: Some(Duration::from_millis(1)),
-    })
+    let producer = build_single_producer(
+        8,
+        Event::default,
+        WaitStrategy::Blocking {
+            timeout: Some(Duration::from_millis(1)),
+        },
+    )
     .handle_events_with(Ticks(Arc::clone(&ticks)))
     .build()
     .unwrap();
@@ -350,10 +391,17 @@ fn build_errors_name_what_is_wrong() {
         .handle_events_with(|_: &Event, _, _| {})
         .build()
         .unwrap_err();
-    assert!(matches!(&err, BuildError::NoSuchCore { handler, core } if handler == "matcher" && core.core == 100_000));
-    assert!(err.to_string().contains("core 100000 does not exist"), "{err}");
+    assert!(
+        matches!(&err, BuildError::NoSuchCore { handler, core } if handler == "matcher" && core.core == 100_000)
+    );
+    assert!(
+        err.to_string().contains("core 100000 does not exist"),
+        "{err}"
+    );
 
-    let err = build_single_producer(8, Event::default, WAIT).build().unwrap_err();
+    let err = build_single_producer(8, Event::default, WAIT)
+        .build()
+        .unwrap_err();
     assert!(matches!(err, BuildError::NoConsumers));
 
     let err = build_single_producer(8, Event::default, WAIT)
@@ -378,7 +426,9 @@ fn build_errors_name_what_is_wrong() {
         .handle_events_mut(|_: &mut Event, _, _| {})
         .build()
         .unwrap_err();
-    assert!(matches!(&err, BuildError::ExclusiveNotAlone { stage: 0, handler } if handler == "stamper"));
+    assert!(
+        matches!(&err, BuildError::ExclusiveNotAlone { stage: 0, handler } if handler == "stamper")
+    );
 }
 
 #[test]
@@ -398,7 +448,11 @@ fn pinned_handlers_run_on_their_core() {
             // SAFETY-free check through the kernel: which CPU this thread is on now.
             let cpu = std::fs::read_to_string("/proc/thread-self/stat")
                 .ok()
-                .and_then(|s| s.rsplit(')').next().and_then(|f| f.split_whitespace().nth(36)?.parse().ok()))
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|f| f.split_whitespace().nth(36)?.parse().ok())
+                })
                 .unwrap_or(-1);
             o.store(cpu, Ordering::Relaxed);
         })

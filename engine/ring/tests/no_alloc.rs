@@ -3,8 +3,8 @@
 //! graph (with a mutating stage and a parking wait strategy, the paths most likely to allocate).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sequent_ring::{Producer, WaitStrategy, build_multi_producer, build_single_producer};
 
@@ -74,29 +74,32 @@ fn single_producer_diamond() {
     let mut next = 0u64;
     let mut publish_round = |producer: &mut sequent_ring::SingleProducer<Order>| {
         for _ in 0..10_000 {
-            producer.publish(|o: &mut Order| {
-                o.id = next;
-                o.price = 100;
-            })
-            .unwrap();
+            producer
+                .publish(|o: &mut Order| {
+                    o.id = next;
+                    o.price = 100;
+                })
+                .unwrap();
             next += 1;
         }
         for _ in 0..1_000 {
             let first = next;
-            producer.batch_publish(16, |slots| {
-                for (i, o) in slots.enumerate() {
-                    o.id = first + i as u64;
-                    o.price = 100;
-                }
-            })
-            .unwrap();
+            producer
+                .batch_publish(16, |slots| {
+                    for (i, o) in slots.enumerate() {
+                        o.id = first + i as u64;
+                        o.price = 100;
+                    }
+                })
+                .unwrap();
             next += 16;
         }
-        while producer.try_publish(|o: &mut Order| {
-            o.id = next;
-            o.price = 100;
-        })
-        .is_ok()
+        while producer
+            .try_publish(|o: &mut Order| {
+                o.id = next;
+                o.price = 100;
+            })
+            .is_ok()
         {
             next += 1;
         }
@@ -110,7 +113,12 @@ fn single_producer_diamond() {
     let n = publish_round(&mut producer);
     wait_for(&done, n);
     let after = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "{} allocations in the steady state", after - before);
+    assert_eq!(
+        after - before,
+        0,
+        "{} allocations in the steady state",
+        after - before
+    );
     assert!(n > 40_000);
     producer.shutdown().unwrap();
 }
@@ -131,7 +139,8 @@ fn multi_producer() {
             p.publish(|v| *v = i).unwrap();
         }
         for _ in 0..500 {
-            p.batch_publish(8, |slots| slots.for_each(|v| *v = 1)).unwrap();
+            p.batch_publish(8, |slots| slots.for_each(|v| *v = 1))
+                .unwrap();
         }
     };
     round(&mut mine);
@@ -142,7 +151,12 @@ fn multi_producer() {
     round(&mut other);
     wait_for(&done, 4 * 9_000);
     let after = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "{} allocations in the steady state", after - before);
+    assert_eq!(
+        after - before,
+        0,
+        "{} allocations in the steady state",
+        after - before
+    );
     other.shutdown().unwrap();
     mine.shutdown().unwrap();
 }

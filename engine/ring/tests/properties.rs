@@ -39,8 +39,13 @@ fn wait_strategy() -> impl Strategy<Value = WaitStrategy> {
     prop_oneof![
         Just(WaitStrategy::Yielding),
         Just(WaitStrategy::blocking()),
-        (0u32..50, 0u32..5).prop_map(|(s, y)| WaitStrategy::PhasedBackoff { spin_tries: s, yield_tries: y }),
-        Just(WaitStrategy::Blocking { timeout: Some(Duration::from_micros(200)) }),
+        (0u32..50, 0u32..5).prop_map(|(s, y)| WaitStrategy::PhasedBackoff {
+            spin_tries: s,
+            yield_tries: y
+        }),
+        Just(WaitStrategy::Blocking {
+            timeout: Some(Duration::from_micros(200))
+        }),
     ]
 }
 
@@ -49,23 +54,36 @@ fn stage() -> impl Strategy<Value = Vec<(Kind, WaitStrategy)>> {
         // A mutating handler must be alone in its stage.
         wait_strategy().prop_map(|w| vec![(Kind::Mutating, w)]),
         prop::collection::vec(
-            (prop_oneof![4 => Just(Kind::Handler), 1 => Just(Kind::Poller)], wait_strategy()),
+            (
+                prop_oneof![4 => Just(Kind::Handler), 1 => Just(Kind::Poller)],
+                wait_strategy()
+            ),
             1..=3
         ),
     ]
 }
 
 fn topology() -> impl Strategy<Value = Topology> {
-    (1u32..=8, prop::collection::vec(stage(), 1..=4), 1usize..=3, any::<bool>(), 0u32..1_500, 1usize..=16, any::<bool>())
-        .prop_map(|(ring_log2, stages, producers, multi, events_per_producer, batch, use_try)| Topology {
-            ring_log2,
-            stages,
-            producers,
-            multi: multi || producers > 1,
-            events_per_producer,
-            batch: batch.min(1 << ring_log2),
-            use_try,
-        })
+    (
+        1u32..=8,
+        prop::collection::vec(stage(), 1..=4),
+        1usize..=3,
+        any::<bool>(),
+        0u32..1_500,
+        1usize..=16,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(ring_log2, stages, producers, multi, events_per_producer, batch, use_try)| Topology {
+                ring_log2,
+                stages,
+                producers,
+                multi: multi || producers > 1,
+                events_per_producer,
+                batch: batch.min(1 << ring_log2),
+                use_try,
+            },
+        )
 }
 
 #[derive(Default, Debug)]
@@ -95,17 +113,26 @@ impl Checker {
             self.failure.lock().unwrap().get_or_insert(what);
         };
         if seq != self.next {
-            fail(format!("{}: got sequence {seq}, expected {}", self.name, self.next));
+            fail(format!(
+                "{}: got sequence {seq}, expected {}",
+                self.name, self.next
+            ));
         }
         let (who, n) = ((event.value >> 32) as usize, event.value & 0xffff_ffff);
         if who >= self.per_producer.len() || self.per_producer[who] + 1 != n {
-            fail(format!("{}: seq {seq}: producer {who} event {n} out of order", self.name));
+            fail(format!(
+                "{}: seq {seq}: producer {who} event {n} out of order",
+                self.name
+            ));
         } else {
             self.per_producer[who] = n;
         }
         for (i, up) in self.upstream.iter().enumerate() {
             if up.load(Ordering::Acquire) < seq {
-                fail(format!("{}: seq {seq} seen before upstream consumer {i} finished it", self.name));
+                fail(format!(
+                    "{}: seq {seq} seen before upstream consumer {i} finished it",
+                    self.name
+                ));
             }
         }
         if event.touched != self.mutations_before {
@@ -159,10 +186,13 @@ fn run(t: &Topology) -> Result<(), TestCaseError> {
                     Kind::Handler => b
                         .wait_strategy(wait)
                         .handle_events_with(move |e: &Event, seq, _| checker.check(e, seq)),
-                    Kind::Mutating => b.wait_strategy(wait).handle_events_mut(move |e: &mut Event, seq, _| {
-                        e.touched += 1;
-                        checker.check(e, seq);
-                    }),
+                    Kind::Mutating => {
+                        b.wait_strategy(wait)
+                            .handle_events_mut(move |e: &mut Event, seq, _| {
+                                e.touched += 1;
+                                checker.check(e, seq);
+                            })
+                    }
                     Kind::Poller => {
                         let (next, poller) = b.event_poller();
                         pollers.push((poller, checker));
@@ -263,7 +293,12 @@ fn run(t: &Topology) -> Result<(), TestCaseError> {
         return Err(TestCaseError::fail(f));
     }
     for (i, p) in all_progress.iter().enumerate() {
-        prop_assert_eq!(p.load(Ordering::Acquire), total - 1, "consumer {} did not see every event", i);
+        prop_assert_eq!(
+            p.load(Ordering::Acquire),
+            total - 1,
+            "consumer {} did not see every event",
+            i
+        );
     }
     Ok(())
 }
@@ -274,11 +309,22 @@ fn every_consumer_sees_every_event_once_in_order_after_its_upstream() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
         });
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
     println!("seed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
-    let config = Config { cases, rng_seed: RngSeed::Fixed(seed), failure_persistence: None, ..Config::default() };
+    let config = Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    };
     let mut runner = TestRunner::new(config);
     if let Err(e) = runner.run(&topology(), |t| run(&t)) {
         panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");

@@ -38,8 +38,8 @@ pub struct Args {
     /// Ring size in slots (a power of two).
     #[arg(long, default_value_t = 1 << 16)]
     ring_size: usize,
-    /// Wait strategy of every handler; `auto` busy-spins when every thread has a core and
-    /// backs off (spin, yield, park) when they do not.
+    /// Wait strategy of every handler; `auto` busy-spins when every thread has a core and parks
+    /// when they do not (on a shared core, spinning or yielding handlers steal each other's time).
     #[arg(long, value_enum, default_value_t = Wait::Auto)]
     wait: Wait,
     /// Do not pin threads to cores.
@@ -152,7 +152,7 @@ pub fn run(args: &Args) -> Result<()> {
     let threads = 5; // producer + 4 handlers
     let wait = match args.wait {
         Wait::Auto if threads <= cores.len() => WaitStrategy::BusySpin,
-        Wait::Auto => WaitStrategy::phased(),
+        Wait::Auto => WaitStrategy::blocking(),
         Wait::Spin => WaitStrategy::BusySpin,
         Wait::Yield => WaitStrategy::Yielding,
         Wait::Block => WaitStrategy::blocking(),

@@ -11,11 +11,30 @@ pub(crate) struct Barrier<E> {
     core: Arc<Core<E>>,
     /// The handlers of the previous stage; empty for the first stage, which follows the cursor.
     upstream: Box<[Arc<Sequence>]>,
+    /// The stage this consumer belongs to: it parks on notifier `stage` and, after releasing
+    /// events, signals notifier `stage + 1`.
+    stage: usize,
 }
 
 impl<E> Barrier<E> {
-    pub(crate) fn new(core: Arc<Core<E>>, upstream: Box<[Arc<Sequence>]>) -> Self {
-        Self { core, upstream }
+    pub(crate) fn new(core: Arc<Core<E>>, upstream: Box<[Arc<Sequence>]>, stage: usize) -> Self {
+        Self {
+            core,
+            upstream,
+            stage,
+        }
+    }
+
+    /// Where this consumer parks: woken when its upstream advances.
+    pub(crate) fn waits_on(&self) -> &crate::wait::Notifier {
+        self.core.notifier(self.stage)
+    }
+
+    /// Wakes the consumers downstream of this one (or a producer waiting for room, if this is the
+    /// last stage) after this consumer released events.
+    #[inline(always)]
+    pub(crate) fn signal_downstream(&self) {
+        self.core.notifier(self.stage + 1).signal();
     }
 
     pub(crate) fn core(&self) -> &Arc<Core<E>> {

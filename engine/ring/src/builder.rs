@@ -20,7 +20,7 @@ use crate::core::Core;
 use crate::handler::{EventHandler, EventHandlerMut};
 use crate::pipeline::Pipeline;
 use crate::processor::{EventPoller, Exclusive, Processor, Shared};
-use crate::producer::{MultiProducer, SingleProducer};
+use crate::producer::{Gating, MultiProducer, SingleProducer};
 use crate::sequence::{SEQUENCE_INITIAL, Sequence};
 use crate::sync::Arc;
 use crate::wait::WaitStrategy;
@@ -42,6 +42,11 @@ pub enum BuildError {
     },
     /// The ring has no consumer at all, so nothing would ever gate the producer.
     NoConsumers,
+    /// The graph has more stages than [`STAGES_MAX`](crate::STAGES_MAX).
+    TooManyStages {
+        /// How many it has.
+        stages: usize,
+    },
     /// A handler with `&mut` access shares its stage with another consumer, which could read the
     /// event while it is being written.
     ExclusiveNotAlone {
@@ -65,6 +70,13 @@ impl fmt::Display for BuildError {
             Self::NoSuchCore { handler, core } => write!(f, "handler `{handler}`: {core}"),
             Self::EmptyStage { stage } => write!(f, "stage {stage} has no handler or poller"),
             Self::NoConsumers => f.write_str("the ring has no handler or poller"),
+            Self::TooManyStages { stages } => {
+                write!(
+                    f,
+                    "{stages} stages; at most {} are supported",
+                    crate::STAGES_MAX
+                )
+            }
             Self::ExclusiveNotAlone { stage, handler } => write!(
                 f,
                 "handler `{handler}` mutates events, so it must be alone in stage {stage}"
@@ -254,7 +266,7 @@ impl<E: Send + Sync + 'static, P> Builder<E, P> {
             .last()
             .map(|s| s.sequences.iter().map(Arc::clone).collect())
             .unwrap_or_default();
-        let barrier = Barrier::new(Arc::clone(&self.core), upstream);
+        let barrier = Barrier::new(Arc::clone(&self.core), upstream, self.stages.len());
         (barrier, Arc::new(Sequence::new(SEQUENCE_INITIAL)))
     }
 
@@ -306,6 +318,11 @@ impl<E: Send + Sync + 'static, P> Builder<E, P> {
         if self.stages.is_empty() {
             return Err(BuildError::NoConsumers);
         }
+        if self.stages.len() > crate::STAGES_MAX {
+            return Err(BuildError::TooManyStages {
+                stages: self.stages.len(),
+            });
+        }
         for (index, stage) in self.stages.iter().enumerate() {
             if stage.members.len() > 1
                 && let Some(m) = stage.members.iter().find(|m| m.exclusive)
@@ -345,14 +362,27 @@ impl<E: Send + Sync + 'static, P> Builder<E, P> {
                  latency will include scheduler delays"
             );
         }
-        if members().any(|m| m.wait.parks()) || self.default_wait.parks() {
-            self.core.enable_notify();
+        // A notifier costs a fence per signal, so only boundaries where someone may park get one.
+        for (index, stage) in self.stages.iter().enumerate() {
+            if stage
+                .members
+                .iter()
+                .any(|m| m.run.is_some() && m.wait.parks())
+            {
+                self.core.notifier(index).enable();
+            }
         }
-        let gating: Box<[Arc<Sequence>]> = self
-            .stages
-            .last()
-            .map(|s| s.sequences.iter().map(Arc::clone).collect())
-            .unwrap_or_default();
+        if self.default_wait.parks() {
+            self.core.notifier(self.stages.len()).enable();
+        }
+        let gating = Gating {
+            sequences: self
+                .stages
+                .last()
+                .map(|s| s.sequences.iter().map(Arc::clone).collect())
+                .unwrap_or_default(),
+            boundary: self.stages.len(),
+        };
         let mut pipeline = Pipeline::new(Arc::clone(&self.core));
         for member in self.stages.iter_mut().flat_map(|s| s.members.iter_mut()) {
             let Some(run) = member.run.take() else {
@@ -418,8 +448,8 @@ impl<E: Send + Sync + 'static> Builder<E, Multi> {
 /// A ring whose handler threads are running, ready to hand to its producer.
 struct Started<E> {
     core: Arc<Core<E>>,
-    /// The last stage's sequences: the producer may reuse a slot once all have passed it.
-    gating: Box<[Arc<Sequence>]>,
+    /// The last stage's sequences and the notifier they signal.
+    gating: Gating,
     /// The producer's wait strategy when the ring is full.
     wait: WaitStrategy,
     pipeline: Pipeline<E>,

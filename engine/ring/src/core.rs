@@ -7,6 +7,10 @@ use crate::sequence::{SEQUENCE_INITIAL, Sequence};
 use crate::sync::{AtomicBool, AtomicI32, AtomicI64, Cell, Ordering, fence};
 use crate::wait::Notifier;
 
+/// The most stages a ring's graph may have. Each stage boundary has its own notifier, so a parked
+/// handler is woken only by the stage it waits for, never by every publication.
+pub const STAGES_MAX: usize = 16;
+
 /// The largest ring, in slots (a limit on memory at start-up, not on correctness: availability
 /// rounds are compared for equality and a slot's flag is never more than one lap stale).
 pub const RING_SLOTS_MAX: usize = 1 << 30;
@@ -25,10 +29,10 @@ pub(crate) struct Core<E> {
     /// Multi producer only: for each slot, the round (`seq >> shift`) of the last sequence
     /// published into it. Empty for a single producer.
     available: Box<[AtomicI32]>,
-    /// Set once at build time: some waiter (a blocking or phased handler, or a blocking
-    /// producer) may park on `notifier`, so every sequence advance must check for sleepers.
-    notify_enabled: AtomicBool,
-    pub(crate) notifier: Notifier,
+    /// `notifiers[k]` wakes parked consumers of stage `k`; it is signalled by the producer
+    /// (`k == 0`) or by the consumers of stage `k - 1`. `notifiers[stages]` wakes a producer
+    /// parked on a full ring and is signalled by the last stage.
+    notifiers: Box<[Notifier]>,
     pub(crate) lifecycle: Lifecycle,
 }
 
@@ -71,8 +75,7 @@ impl<E> Core<E> {
             shift: size.trailing_zeros(),
             cursor: Sequence::new(SEQUENCE_INITIAL),
             available,
-            notify_enabled: AtomicBool::new(false),
-            notifier: Notifier::new(),
+            notifiers: (0..=STAGES_MAX).map(|_| Notifier::new()).collect(),
             lifecycle: Lifecycle::new(),
         }
     }
@@ -147,18 +150,16 @@ impl<E> Core<E> {
         claimed
     }
 
-    pub(crate) fn enable_notify(&self) {
-        // Relaxed: set once at build, before the producer exists or any handler thread is
-        // spawned; both of those happen-after this store in the building thread.
-        self.notify_enabled.store(true, Ordering::Relaxed);
+    /// The notifier at stage boundary `boundary` (see `notifiers`).
+    #[inline(always)]
+    pub(crate) fn notifier(&self, boundary: usize) -> &Notifier {
+        &self.notifiers[boundary]
     }
 
-    /// Wakes parked waiters after a sequence advanced, if any waiter may park at all.
-    #[inline(always)]
-    pub(crate) fn signal(&self) {
-        // Relaxed: see `enable_notify`.
-        if self.notify_enabled.load(Ordering::Relaxed) {
-            self.notifier.notify();
+    /// Wakes every parked waiter at every boundary (shutdown, halt).
+    pub(crate) fn wake_all(&self) {
+        for notifier in self.notifiers.iter() {
+            notifier.wake_all();
         }
     }
 }

@@ -46,7 +46,7 @@ pub use crate::affinity::{NoSuchCore, online_cores, parse_cpu_list, pin_current_
 pub use crate::builder::{
     BuildError, Builder, Multi, Single, build_multi_producer, build_single_producer,
 };
-pub use crate::core::RING_SLOTS_MAX;
+pub use crate::core::{RING_SLOTS_MAX, STAGES_MAX};
 pub use crate::handler::{EventHandler, EventHandlerMut};
 pub use crate::processor::{EventPoller, PollState};
 pub use crate::producer::{

@@ -37,7 +37,7 @@ impl<E> Pipeline<E> {
         // producer's claims publish on drop and all handles are gone.
         let last = self.core.cursor.get();
         self.core.lifecycle.close(last);
-        self.core.notifier.wake_all();
+        self.core.wake_all();
         let mut join_failure = None;
         for thread in self.threads.drain(..) {
             let name = thread.thread().name().unwrap_or("handler").to_owned();

@@ -90,7 +90,7 @@ impl<E: Send + Sync + 'static, A: Access<E>> Processor<E, A> {
                 handler: self.name.clone(),
                 message,
             });
-            core.notifier.wake_all();
+            core.wake_all();
         }
     }
 
@@ -100,7 +100,7 @@ impl<E: Send + Sync + 'static, A: Access<E>> Processor<E, A> {
         loop {
             let barrier = &self.barrier;
             let waited = self.wait.wait(
-                &core.notifier,
+                self.barrier.waits_on(),
                 || {
                     let available = barrier.available(next);
                     (available >= next).then_some(available)
@@ -113,7 +113,7 @@ impl<E: Send + Sync + 'static, A: Access<E>> Processor<E, A> {
                     // barrier; the builder enforced exclusivity for `Exclusive` access.
                     unsafe { self.access.run(core, next, available) };
                     self.sequence.set(available);
-                    core.signal();
+                    self.barrier.signal_downstream();
                     next = available + 1;
                 }
                 Waited::TimedOut => self.access.timeout(next - 1),
@@ -200,7 +200,7 @@ impl<E: Send + Sync> EventPoller<E> {
         }
         let count = (hi - self.next + 1) as usize;
         self.sequence.set(hi);
-        core.signal();
+        self.barrier.signal_downstream();
         self.next = hi + 1;
         PollState::Processed(count)
     }

@@ -147,14 +147,16 @@ fn halted<E>(core: &Core<E>) -> Halted {
 #[cold]
 fn wait_for_room<E>(
     core: &Core<E>,
-    gating: &[Arc<Sequence>],
+    gating: &Gating,
     wait: WaitStrategy,
     wrap_point: i64,
     floor: i64,
 ) -> Result<i64, Halted> {
+    let notifier = core.notifier(gating.boundary);
+    let gating = &gating.sequences[..];
     loop {
         let waited = wait.wait(
-            &core.notifier,
+            notifier,
             || {
                 let min = minimum(gating, floor);
                 (min >= wrap_point).then_some(min)
@@ -169,12 +171,20 @@ fn wait_for_room<E>(
     }
 }
 
+/// What a producer waits for before reusing a slot.
+#[derive(Debug)]
+pub(crate) struct Gating {
+    /// The consumers of the last stage: a slot may be reused once all of them have passed it.
+    pub(crate) sequences: Box<[Arc<Sequence>]>,
+    /// The notifier they signal (the number of stages), where a producer parks when full.
+    pub(crate) boundary: usize,
+}
+
 /// The producer of a ring with exactly one publishing thread: claims are plain arithmetic, no
 /// atomic read-modify-write.
 pub struct SingleProducer<E> {
     core: Arc<Core<E>>,
-    /// The handlers of the last stage: a slot may be reused once all of them have passed it.
-    gating: Box<[Arc<Sequence>]>,
+    gating: Gating,
     /// The last sequence claimed, which is also the last published (claims publish before return).
     claimed: i64,
     /// A lower bound of `minimum(gating)`, refreshed only when a claim would seem to wrap.
@@ -195,7 +205,7 @@ impl<E> fmt::Debug for SingleProducer<E> {
 impl<E: Send + Sync + 'static> SingleProducer<E> {
     pub(crate) fn new(
         core: Arc<Core<E>>,
-        gating: Box<[Arc<Sequence>]>,
+        gating: Gating,
         wait: WaitStrategy,
         pipeline: Pipeline<E>,
     ) -> Self {
@@ -216,7 +226,7 @@ impl<E: Send + Sync + 'static> SingleProducer<E> {
         if wrap_point <= self.gating_cached {
             return true;
         }
-        self.gating_cached = minimum(&self.gating, self.claimed);
+        self.gating_cached = minimum(&self.gating.sequences, self.claimed);
         wrap_point <= self.gating_cached
     }
 
@@ -246,7 +256,7 @@ impl<E: Send + Sync + 'static> SingleProducer<E> {
         // Release (in `Sequence::set`): publishes the slot write; pairs with the Acquire in
         // `Barrier::available`.
         self.core.cursor.set(seq);
-        self.core.signal();
+        self.core.notifier(0).signal();
         seq
     }
 
@@ -261,7 +271,7 @@ impl<E: Send + Sync + 'static> SingleProducer<E> {
         self.claimed = last;
         // Release: publishes the whole batch at once; pairs with the Acquire in `Barrier::available`.
         self.core.cursor.set(last);
-        self.core.signal();
+        self.core.notifier(0).signal();
         last
     }
 }
@@ -306,7 +316,7 @@ impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
     }
 
     fn free_slots(&self) -> usize {
-        let used = self.claimed - minimum(&self.gating, self.claimed);
+        let used = self.claimed - minimum(&self.gating.sequences, self.claimed);
         self.core.size() - used as usize
     }
 
@@ -334,7 +344,7 @@ impl<E> SingleProducer<E> {
 /// prefix even when producers finish out of order.
 pub struct MultiProducer<E> {
     core: Arc<Core<E>>,
-    gating: std::sync::Arc<[Arc<Sequence>]>,
+    gating: std::sync::Arc<Gating>,
     /// This handle's lower bound of `minimum(gating)`.
     gating_cached: i64,
     wait: WaitStrategy,
@@ -376,20 +386,20 @@ impl<E> Drop for PublishOnDrop<'_, E> {
         for seq in self.first..=self.last {
             self.core.set_available(seq);
         }
-        self.core.signal();
+        self.core.notifier(0).signal();
     }
 }
 
 impl<E: Send + Sync + 'static> MultiProducer<E> {
     pub(crate) fn new(
         core: Arc<Core<E>>,
-        gating: Box<[Arc<Sequence>]>,
+        gating: Gating,
         wait: WaitStrategy,
         pipeline: Pipeline<E>,
     ) -> Self {
         Self {
             core,
-            gating: std::sync::Arc::from(gating),
+            gating: std::sync::Arc::new(gating),
             gating_cached: SEQUENCE_INITIAL,
             wait,
             pipeline: std::sync::Arc::new(pipeline),
@@ -405,7 +415,7 @@ impl<E: Send + Sync + 'static> MultiProducer<E> {
             let last = current + n;
             let wrap_point = last - size;
             if wrap_point > self.gating_cached {
-                self.gating_cached = minimum(&self.gating, current);
+                self.gating_cached = minimum(&self.gating.sequences, current);
                 if wrap_point > self.gating_cached {
                     return None;
                 }
@@ -423,7 +433,7 @@ impl<E: Send + Sync + 'static> MultiProducer<E> {
         let last = current + n;
         let wrap_point = last - self.core.size() as i64;
         if wrap_point > self.gating_cached {
-            self.gating_cached = minimum(&self.gating, current);
+            self.gating_cached = minimum(&self.gating.sequences, current);
             if wrap_point > self.gating_cached {
                 self.gating_cached =
                     wait_for_room(&self.core, &self.gating, self.wait, wrap_point, current)?;
@@ -515,7 +525,7 @@ impl<E: Send + Sync + 'static> Producer<E> for MultiProducer<E> {
 
     fn free_slots(&self) -> usize {
         let claimed = self.core.cursor.get();
-        let used = claimed - minimum(&self.gating, claimed);
+        let used = claimed - minimum(&self.gating.sequences, claimed);
         self.core.size().saturating_sub(used as usize)
     }
 

@@ -1,7 +1,7 @@
 //! The atomics and cells the ring is built from, swapped for `loom`'s under `--cfg loom` so the
 //! model checker sees every access to a sequence or a slot.
 //!
-//! The blocking notifier deliberately keeps std's `Mutex`/`Condvar` in both builds: the loom
+//! The blocking notifier keeps std atomics and the futex in both builds: the loom
 //! models drive the ring through non-blocking pollers and never park.
 
 #[cfg(loom)]

@@ -1,6 +1,5 @@
 //! Wait strategies: how a consumer (or a producer facing a full ring) waits for a sequence.
 
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sync::{Ordering, fence, spin_hint, yield_now};
@@ -138,45 +137,61 @@ pub(crate) enum Waited<T> {
     TimedOut,
 }
 
-/// Parks waiters of blocking strategies; every sequence advance calls [`Notifier::notify`].
+/// Parks waiters of blocking strategies; every sequence advance calls [`Notifier::signal`].
 ///
-/// The protocol is a Dekker handshake: the advancing side stores its sequence, then
-/// `fence(SeqCst)`, then reads `waiters`; the parking side increments `waiters`, then
-/// `fence(SeqCst)`, then re-checks its condition. The two fences forbid both sides reading the old
-/// value, so either the waiter sees the new sequence or the notifier sees the waiter. The mutex
-/// closes the window between the waiter's last check and its sleep.
+/// An eventcount without a lock, so that a publisher never waits for a parked thread that was
+/// preempted while holding a mutex (on an oversubscribed core that costs milliseconds):
+/// - the waiter registers in `waiters`, reads `epoch`, then `fence(SeqCst)`, then re-checks its
+///   condition, and sleeps on the futex only while `epoch` still holds the value it read;
+/// - the signaller stores its sequence, then `fence(SeqCst)`, then reads `waiters`; if non-zero it
+///   bumps `epoch` and wakes every sleeper.
+///
+/// The two fences forbid both sides missing each other: either the waiter's re-check sees the new
+/// sequence, or the signaller sees the waiter and bumps `epoch` after the waiter read it, so the
+/// kernel's compare in `futex_wait` refuses to sleep.
 #[derive(Debug)]
 pub(crate) struct Notifier {
+    /// Set once at build time if some waiter may park here; otherwise `signal` costs one load.
+    enabled: std::sync::atomic::AtomicBool,
     waiters: std::sync::atomic::AtomicUsize,
-    lock: Mutex<()>,
-    condvar: Condvar,
+    epoch: std::sync::atomic::AtomicU32,
 }
 
 impl Notifier {
     pub(crate) fn new() -> Self {
         Self {
+            enabled: std::sync::atomic::AtomicBool::new(false),
             waiters: std::sync::atomic::AtomicUsize::new(0),
-            lock: Mutex::new(()),
-            condvar: Condvar::new(),
+            epoch: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
-    /// Wakes every parked waiter, if there is one. Call after the sequence store.
-    #[inline]
-    pub(crate) fn notify(&self) {
-        // SeqCst fence: the advancing half of the Dekker handshake; pairs with the fence in
-        // `park_until`.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above.
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            self.wake_all();
+    pub(crate) fn enable(&self) {
+        // Relaxed: set at build, before the producer exists or any handler thread is spawned;
+        // both happen-after this store in the building thread.
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// After a sequence advanced: wakes parked waiters, if any may park here at all.
+    #[inline(always)]
+    pub(crate) fn signal(&self) {
+        // Relaxed: see `enable`.
+        if self.enabled.load(Ordering::Relaxed) {
+            // SeqCst fence: the signalling half of the handshake; pairs with the fence in
+            // `park_until`.
+            fence(Ordering::SeqCst);
+            // Relaxed: ordered by the fence above.
+            if self.waiters.load(Ordering::Relaxed) != 0 {
+                self.wake_all();
+            }
         }
     }
 
-    /// Wakes every parked waiter unconditionally (shutdown, halt).
+    /// Wakes every parked waiter unconditionally (shutdown, halt, or a signal that saw one).
     pub(crate) fn wake_all(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.condvar.notify_all();
+        // Release: a woken waiter's Acquire load of `epoch` sees everything before this bump.
+        self.epoch.fetch_add(1, Ordering::Release);
+        futex::wake_all(&self.epoch);
     }
 
     fn park_until<T>(
@@ -186,36 +201,88 @@ impl Notifier {
         timeout: Option<Duration>,
     ) -> Waited<T> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Relaxed increment, then the SeqCst fence: the parking half of the Dekker handshake;
-        // pairs with the fence in `notify`.
+        // Relaxed: ordered before the re-check by the fence below.
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
         let outcome = loop {
+            // Acquire: pairs with the Release bump in `wake_all`.
+            let epoch = self.epoch.load(Ordering::Acquire);
+            // SeqCst fence: the parking half of the handshake; pairs with the fence in `signal`.
+            fence(Ordering::SeqCst);
             if let Some(v) = ready() {
                 break Waited::Ready(v);
             }
             if give_up() {
                 break Waited::GaveUp;
             }
-            match deadline {
-                None => guard = self.condvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break Waited::TimedOut;
-                    }
-                    guard = self
-                        .condvar
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
+            let remaining = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break Waited::TimedOut,
+                },
+            };
+            futex::wait(&self.epoch, epoch, remaining);
         };
-        // Relaxed: only a hint for notifiers; a stale non-zero costs one spurious lock.
+        // Relaxed: only a hint for signallers; a stale non-zero costs one spurious wake.
         self.waiters.fetch_sub(1, Ordering::Relaxed);
-        drop(guard);
         outcome
     }
+}
+
+/// Sleeping on a 32-bit word until it changes: Linux futexes, elsewhere a short sleep.
+mod futex {
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    /// Sleeps while `word == expected`, at most `timeout`; may return spuriously.
+    #[cfg(target_os = "linux")]
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a live, aligned `AtomicU32` for the duration of the call (borrowed),
+        // and `ts_ptr` is null or points to `ts`, which outlives the call. FUTEX_WAIT only reads
+        // them; a mismatch, a signal or a timeout simply return, and the caller loops.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                ts_ptr,
+            );
+        }
+    }
+
+    /// Wakes every thread sleeping on `word`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn wake_all(word: &AtomicU32) {
+        // SAFETY: `word` is a live, aligned `AtomicU32`; FUTEX_WAKE does not access memory
+        // through the pointer beyond using its address as the key.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            );
+        }
+    }
+
+    /// Without futexes: poll the word with short sleeps.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        use std::sync::atomic::Ordering;
+        let nap = Duration::from_micros(50);
+        if word.load(Ordering::Acquire) == expected {
+            std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn wake_all(_word: &AtomicU32) {}
 }

@@ -5,6 +5,8 @@
 //! A failure prints the seed; `PROPTEST_RNG_SEED=<seed> cargo test -p sequent-ring --test
 //! properties` replays it. `PROPTEST_CASES` changes the number of cases (default 256).
 
+#![allow(clippy::unwrap_in_result)] // a broken ring may panic the case; proptest reports it the same way
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -55,6 +55,14 @@ pub enum BuildError {
         /// The mutating handler's thread name.
         handler: String,
     },
+    /// The kernel refused to pin a handler to an online core (it is outside this process's
+    /// allowed CPUs, as under `taskset` or a cgroup cpuset).
+    PinRefused {
+        /// The handler's thread name.
+        handler: String,
+        /// The core.
+        core: usize,
+    },
     /// The operating system refused a thread.
     Spawn {
         /// The handler's thread name.
@@ -80,6 +88,11 @@ impl fmt::Display for BuildError {
             Self::ExclusiveNotAlone { stage, handler } => write!(
                 f,
                 "handler `{handler}` mutates events, so it must be alone in stage {stage}"
+            ),
+            Self::PinRefused { handler, core } => write!(
+                f,
+                "handler `{handler}`: the kernel refused to pin it to core {core} \
+                 (online, but not in this process's allowed CPUs?)"
             ),
             Self::Spawn { handler, source } => {
                 write!(
@@ -384,23 +397,35 @@ impl<E: Send + Sync + 'static, P> Builder<E, P> {
             boundary: self.stages.len(),
         };
         let mut pipeline = Pipeline::new(Arc::clone(&self.core));
+        // Each thread pins itself first and says whether the kernel agreed, so that a core that
+        // is online but outside this process's allowed set fails `build` instead of leaving a
+        // handler silently unpinned.
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<Option<(String, usize)>>();
+        let mut spawned = 0usize;
         for member in self.stages.iter_mut().flat_map(|s| s.members.iter_mut()) {
             let Some(run) = member.run.take() else {
                 continue;
             };
             let pin = member.pin;
+            let pinned_tx = pinned_tx.clone();
+            let name = member.name.clone();
             let thread = std::thread::Builder::new()
                 .name(member.name.clone())
                 .spawn(move || {
-                    if let Some(core) = pin
-                        && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
-                    {
-                        tracing::warn!(core, "could not pin handler thread; running unpinned");
+                    let refused = pin.filter(|&core| {
+                        !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+                    });
+                    let _ = pinned_tx.send(refused.map(|core| (name, core)));
+                    drop(pinned_tx);
+                    if refused.is_none() {
+                        run();
                     }
-                    run();
                 });
             match thread {
-                Ok(handle) => pipeline.push(handle),
+                Ok(handle) => {
+                    pipeline.push(handle);
+                    spawned += 1;
+                }
                 // Dropping `pipeline` stops and joins the threads already started.
                 Err(source) => {
                     return Err(BuildError::Spawn {
@@ -408,6 +433,16 @@ impl<E: Send + Sync + 'static, P> Builder<E, P> {
                         source,
                     });
                 }
+            }
+        }
+        drop(pinned_tx);
+        for _ in 0..spawned {
+            match pinned_rx.recv() {
+                Ok(None) => {}
+                // Dropping `pipeline` stops and joins the threads already started.
+                Ok(Some((handler, core))) => return Err(BuildError::PinRefused { handler, core }),
+                // Every thread answers before anything else, so the senders cannot all be gone.
+                Err(_) => break,
             }
         }
         Ok(Started {

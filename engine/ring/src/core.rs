@@ -66,8 +66,9 @@ impl<E> Core<E> {
             size <= RING_SLOTS_MAX,
             "ring size {size} exceeds {RING_SLOTS_MAX}"
         );
-        let slots: Box<[crossbeam_utils::CachePadded<Cell<E>>]> =
-            (0..size).map(|_| crossbeam_utils::CachePadded::new(Cell::new(factory()))).collect();
+        let slots: Box<[crossbeam_utils::CachePadded<Cell<E>>]> = (0..size)
+            .map(|_| crossbeam_utils::CachePadded::new(Cell::new(factory())))
+            .collect();
         let available: Box<[AtomicI32]> = if multi_producer {
             (0..size).map(|_| AtomicI32::new(-1)).collect()
         } else {

@@ -42,10 +42,10 @@ impl<E> Pipeline<E> {
         for thread in self.threads.drain(..) {
             let name = thread.thread().name().unwrap_or("handler").to_owned();
             if let Err(payload) = thread.join() {
-                join_failure.get_or_insert(Halted {
-                    handler: name,
-                    message: crate::processor::panic_message(payload.as_ref()),
-                });
+                join_failure.get_or_insert(Halted::new(
+                    name,
+                    crate::processor::panic_message(payload.as_ref()),
+                ));
             }
         }
         match self.core.lifecycle.report().or(join_failure) {
@@ -60,7 +60,7 @@ impl<E> Drop for Pipeline<E> {
         if let Err(halted) = self.shutdown() {
             // The owner dropped the producer instead of calling `shutdown`, so this is the last
             // place the panic can be reported.
-            tracing::error!(handler = %halted.handler, message = %halted.message, "ring halted by a handler panic");
+            tracing::error!(handler = %halted.handler(), message = %halted.message(), "ring halted by a handler panic");
         }
     }
 }

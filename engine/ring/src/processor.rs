@@ -86,10 +86,8 @@ impl<E: Send + Sync + 'static, A: Access<E>> Processor<E, A> {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.run_loop(&core)));
         if let Err(payload) = outcome {
             let message = panic_message(payload.as_ref());
-            core.lifecycle.halt(crate::Halted {
-                handler: self.name.clone(),
-                message,
-            });
+            core.lifecycle
+                .halt(crate::Halted::new(self.name.clone(), message));
             core.wake_all();
         }
     }

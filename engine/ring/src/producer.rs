@@ -9,12 +9,34 @@ use crate::sync::Arc;
 use crate::wait::{WaitStrategy, Waited};
 
 /// A handler panicked and the ring stopped; carried to the owner by `publish` and `shutdown`.
+///
+/// One pointer wide, so that `Result<i64, Halted>` comes back from `publish` in registers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Halted {
+pub struct Halted(std::sync::Arc<HaltedReport>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct HaltedReport {
+    handler: String,
+    message: String,
+}
+
+impl Halted {
+    pub(crate) fn new(handler: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(std::sync::Arc::new(HaltedReport {
+            handler: handler.into(),
+            message: message.into(),
+        }))
+    }
+
     /// The thread name of the handler that panicked.
-    pub handler: String,
+    pub fn handler(&self) -> &str {
+        &self.0.handler
+    }
+
     /// Its panic message.
-    pub message: String,
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
 }
 
 impl fmt::Display for Halted {
@@ -22,7 +44,7 @@ impl fmt::Display for Halted {
         write!(
             f,
             "ring halted: handler `{}` panicked: {}",
-            self.handler, self.message
+            self.0.handler, self.0.message
         )
     }
 }
@@ -137,10 +159,9 @@ fn check_batch(n: usize, capacity: usize) {
 }
 
 fn halted<E>(core: &Core<E>) -> Halted {
-    core.lifecycle.report().unwrap_or_else(|| Halted {
-        handler: "unknown".to_owned(),
-        message: "ring halted".to_owned(),
-    })
+    core.lifecycle
+        .report()
+        .unwrap_or_else(|| Halted::new("unknown", "ring halted"))
 }
 
 /// Waits until the slowest gating consumer has reached `wrap_point`, returning its sequence.

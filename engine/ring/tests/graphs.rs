@@ -314,8 +314,8 @@ fn a_panicking_handler_halts_the_ring_and_is_reported_to_the_owner() {
     }
     let (at, report) = halted.expect("publish must fail within a lap of the ring after the panic");
     assert!(at <= 5 + 4 + 1, "reported only at {at}");
-    assert_eq!(report.handler, "risk-check");
-    assert!(report.message.contains("bad event 5"), "{report}");
+    assert_eq!(report.handler(), "risk-check");
+    assert!(report.message().contains("bad event 5"), "{report}");
     assert!(matches!(
         producer.try_publish(|_| {}),
         Err(TryPublishError::Halted(_))

@@ -1,0 +1,18 @@
+//! sequent-bench: the latency and throughput harness of sequent.
+//!
+//! This crate owns the measurement side of the project: it drives the sequent ring and its
+//! peers (the `disruptor` crate, crossbeam-channel, crossbeam `ArrayQueue`, `rtrb` and
+//! `std::sync::mpsc::sync_channel`) through the same topologies, verifies that every consumer
+//! saw every event exactly once and in order, and reports throughput and latency percentiles
+//! recorded in HdrHistogram. It must not change what it measures: it uses the ring only
+//! through its public API and never reaches into its internals.
+//!
+//! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
+//! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
+//! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
+
+#![forbid(unsafe_code)]
+
+pub mod machine;
+pub mod report;
+pub mod ring;

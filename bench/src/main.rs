@@ -1,0 +1,173 @@
+//! `sequent-bench`: a thin front end over the `sequent_bench` library.
+//!
+//! Exit codes: 0 success; 1 a run failed its correctness check, timed out or the ring failed;
+//! 2 bad command line (clap's own code).
+
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use sequent_bench::machine::Machine;
+use sequent_bench::report::{format_ns, format_rate, json_line, render_markdown, render_table};
+use sequent_bench::ring::{Impl, Progress, RingConfig, Scenario, SuiteConfig, run_suite};
+
+#[derive(Debug, Parser)]
+#[command(name = "sequent-bench", version, about = "sequent's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The sequent ring beside disruptor, crossbeam, rtrb and std mpsc.
+    Ring(RingArgs),
+}
+
+#[derive(Debug, Args)]
+struct RingArgs {
+    /// Fewer events and repeats: the whole run stays under two minutes on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line per (impl, scenario) instead of the table.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// The machine description and a GitHub table (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// Implementations to run (comma list); default all.
+    #[arg(long = "impl", value_delimiter = ',')]
+    impls: Vec<Impl>,
+    /// Scenarios to run (comma list); default all.
+    #[arg(long = "scenario", value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Events per throughput run (default 20M, --quick 3M).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Events in the latency run (default 2M, --quick 400k).
+    #[arg(long)]
+    latency_events: Option<u64>,
+    /// Send rate of the latency run, events per second.
+    #[arg(long, default_value_t = 1_000_000)]
+    rate: u64,
+    /// Runs per (impl, scenario); the median run is reported with the spread (default 5, --quick 3).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Slots per ring or queue (a power of two).
+    #[arg(long, default_value_t = sequent_bench::ring::CAPACITY_DEFAULT)]
+    capacity: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ring(args) => ring(&args),
+    }
+}
+
+fn ring(args: &RingArgs) -> ExitCode {
+    // Read before anything is pinned: get_core_ids lists only the calling thread's mask.
+    let machine = Machine::detect();
+    let mut ring = RingConfig::new(machine.cores, machine.core_ids.clone());
+    ring.events = args
+        .events
+        .unwrap_or(if args.quick { 3_000_000 } else { 20_000_000 });
+    ring.latency_events =
+        args.latency_events
+            .unwrap_or(if args.quick { 400_000 } else { 2_000_000 });
+    ring.latency_rate_per_sec = args.rate;
+    ring.capacity = args.capacity;
+    let config = SuiteConfig {
+        ring,
+        impls: if args.impls.is_empty() {
+            Impl::ALL.to_vec()
+        } else {
+            args.impls.clone()
+        },
+        scenarios: if args.scenarios.is_empty() {
+            Scenario::ALL.to_vec()
+        } else {
+            args.scenarios.clone()
+        },
+        repeats: args.repeats.unwrap_or(if args.quick { 3 } else { 5 }),
+    };
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    eprintln!(
+        "events: {} per throughput run, {} at {}/s for latency; capacity {}; batch {}; {} repeats",
+        config.ring.events,
+        config.ring.latency_events,
+        config.ring.latency_rate_per_sec,
+        config.ring.capacity,
+        config.ring.batch,
+        config.repeats
+    );
+    let started = Instant::now();
+    let result = run_suite(&config, |progress| match progress {
+        Progress::Scenario {
+            scenario,
+            threads,
+            cores,
+            pinned,
+        } => {
+            if threads > cores {
+                eprintln!(
+                    "WARNING: {scenario} runs {threads} threads on {cores} cores: oversubscribed; \
+                     every spinning wait backs off to yield, figures measure scheduling as much as the queue"
+                );
+            } else {
+                eprintln!(
+                    "{scenario}: {threads} threads on {cores} cores{}",
+                    if pinned { ", pinned" } else { ", not pinned" }
+                );
+            }
+        }
+        Progress::Run { outcome, repeat } => eprintln!(
+            "  {:<22} {:<21} run {repeat}: {:>7} ops/s, p99 {}",
+            outcome.imp.name(),
+            outcome.scenario.name(),
+            format_rate(outcome.ops_per_sec().round() as u64),
+            format_ns(outcome.latency_ns.value_at_quantile(0.99)),
+        ),
+    });
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    let mut stdout = std::io::stdout().lock();
+    let output = if args.json {
+        rows.iter().map(|row| json_line(row) + "\n").collect()
+    } else if args.markdown {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        render_markdown(
+            &machine,
+            &format!(
+                "cargo run --release -p sequent-bench -- {}",
+                command.join(" ")
+            ),
+            &rows,
+        )
+    } else {
+        render_table(&rows)
+    };
+    if stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -164,6 +164,15 @@ fn halted<E>(core: &Core<E>) -> Halted {
         .unwrap_or_else(|| Halted::new("unknown", "ring halted"))
 }
 
+/// Why a claim that found no room failed: the ring is full, or it will never drain again.
+fn full_or_halted<E>(core: &Core<E>) -> TryPublishError {
+    if core.lifecycle.is_halted() {
+        TryPublishError::Halted(halted(core))
+    } else {
+        TryPublishError::Full
+    }
+}
+
 /// Waits until the slowest gating consumer has reached `wrap_point`, returning its sequence.
 #[cold]
 fn wait_for_room<E>(
@@ -301,7 +310,7 @@ impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
     #[inline]
     fn try_publish<F: FnOnce(&mut E)>(&mut self, f: F) -> Result<i64, TryPublishError> {
         if !self.has_room(1) {
-            return Err(self.full_or_halted());
+            return Err(full_or_halted(&self.core));
         }
         Ok(self.write_and_publish(f))
     }
@@ -320,7 +329,7 @@ impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
     ) -> Result<i64, TryPublishError> {
         check_batch(n, self.core.size());
         if !self.has_room(n as i64) {
-            return Err(self.full_or_halted());
+            return Err(full_or_halted(&self.core));
         }
         Ok(self.batch_write_and_publish(n as i64, f))
     }
@@ -347,16 +356,6 @@ impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
 
     fn shutdown(mut self) -> Result<(), Halted> {
         self.pipeline.shutdown()
-    }
-}
-
-impl<E> SingleProducer<E> {
-    fn full_or_halted(&self) -> TryPublishError {
-        if self.core.lifecycle.is_halted() {
-            TryPublishError::Halted(halted(&self.core))
-        } else {
-            TryPublishError::Full
-        }
     }
 }
 
@@ -495,14 +494,6 @@ impl<E: Send + Sync + 'static> MultiProducer<E> {
         });
         last
     }
-
-    fn full_or_halted(&self) -> TryPublishError {
-        if self.core.lifecycle.is_halted() {
-            TryPublishError::Halted(halted(&self.core))
-        } else {
-            TryPublishError::Full
-        }
-    }
 }
 
 impl<E: Send + Sync + 'static> Producer<E> for MultiProducer<E> {
@@ -510,7 +501,7 @@ impl<E: Send + Sync + 'static> Producer<E> for MultiProducer<E> {
     fn try_publish<F: FnOnce(&mut E)>(&mut self, f: F) -> Result<i64, TryPublishError> {
         match self.try_claim(1) {
             Some(seq) => Ok(self.write_and_publish(seq, f)),
-            None => Err(self.full_or_halted()),
+            None => Err(full_or_halted(&self.core)),
         }
     }
 
@@ -529,7 +520,7 @@ impl<E: Send + Sync + 'static> Producer<E> for MultiProducer<E> {
         check_batch(n, self.core.size());
         match self.try_claim(n as i64) {
             Some(last) => Ok(self.batch_write_and_publish(last, n as i64, f)),
-            None => Err(self.full_or_halted()),
+            None => Err(full_or_halted(&self.core)),
         }
     }
 

@@ -36,106 +36,59 @@ pub(crate) fn run(ctx: &RunCtx<'_>) -> Result<RunOutcome, RunError> {
         scenario: ctx.scenario,
         detail: format!("build failed: {err}"),
     };
-    match ctx.scenario.topology() {
-        Topology::OneToOne => {
-            let builder = sequent_ring::build_single_producer(capacity, RingEvent::default, wait);
-            let builder = add_stage(
-                ctx,
-                builder,
-                0,
-                "consumer",
-                StageRole::Only,
-                true,
-                &mut slots,
-            );
-            let producer = builder.build().map_err(build_error)?;
-            drive(ctx, vec![producer], &slots, label)
+    // Each topology as stages of (consumer name, role); consumers are numbered in this order
+    // for pinning, and the last one records latency.
+    const ONLY: &[&[(&str, StageRole)]] = &[&[("consumer", StageRole::Only)]];
+    let stages: &[&[(&'static str, StageRole)]] = match ctx.scenario.topology() {
+        Topology::OneToOne | Topology::ThreeToOne => ONLY,
+        Topology::Pipeline => &[
+            &[("A", StageRole::WriteMark0)],
+            &[("B", StageRole::CheckMark0WriteMark1)],
+            &[("C", StageRole::CheckMark1)],
+        ],
+        Topology::Diamond => &[
+            &[("A", StageRole::WriteMark0), ("B", StageRole::WriteMark1)],
+            &[("C", StageRole::CheckBothMarks)],
+        ],
+    };
+    if matches!(ctx.scenario.topology(), Topology::ThreeToOne) {
+        let builder = sequent_ring::build_multi_producer(capacity, RingEvent::default, wait);
+        let producer = wire(ctx, builder, stages, &mut slots)
+            .build()
+            .map_err(build_error)?;
+        let producers: Vec<_> = (0..ctx.producers).map(|_| producer.clone()).collect();
+        // Dropping a clone is not the last handle going, so nothing drains here.
+        drop(producer);
+        drive(ctx, producers, &slots, label)
+    } else {
+        let builder = sequent_ring::build_single_producer(capacity, RingEvent::default, wait);
+        let producer = wire(ctx, builder, stages, &mut slots)
+            .build()
+            .map_err(build_error)?;
+        drive(ctx, vec![producer], &slots, label)
+    }
+}
+
+/// Adds `stages` to `builder`, joining them with `and_then`.
+fn wire<P>(
+    ctx: &RunCtx<'_>,
+    mut builder: Builder<P>,
+    stages: &[&[(&'static str, StageRole)]],
+    slots: &mut Vec<ReportSlot>,
+) -> Builder<P> {
+    let consumers: usize = stages.iter().map(|s| s.len()).sum();
+    let mut index = 0;
+    for (s, stage) in stages.iter().enumerate() {
+        if s > 0 {
+            builder = builder.and_then();
         }
-        Topology::Pipeline => {
-            let builder = sequent_ring::build_single_producer(capacity, RingEvent::default, wait);
-            let builder = add_stage(
-                ctx,
-                builder,
-                0,
-                "A",
-                StageRole::WriteMark0,
-                false,
-                &mut slots,
-            )
-            .and_then();
-            let builder = add_stage(
-                ctx,
-                builder,
-                1,
-                "B",
-                StageRole::CheckMark0WriteMark1,
-                false,
-                &mut slots,
-            )
-            .and_then();
-            let builder = add_stage(
-                ctx,
-                builder,
-                2,
-                "C",
-                StageRole::CheckMark1,
-                true,
-                &mut slots,
-            );
-            let producer = builder.build().map_err(build_error)?;
-            drive(ctx, vec![producer], &slots, label)
-        }
-        Topology::Diamond => {
-            let builder = sequent_ring::build_single_producer(capacity, RingEvent::default, wait);
-            let builder = add_stage(
-                ctx,
-                builder,
-                0,
-                "A",
-                StageRole::WriteMark0,
-                false,
-                &mut slots,
-            );
-            let builder = add_stage(
-                ctx,
-                builder,
-                1,
-                "B",
-                StageRole::WriteMark1,
-                false,
-                &mut slots,
-            )
-            .and_then();
-            let builder = add_stage(
-                ctx,
-                builder,
-                2,
-                "C",
-                StageRole::CheckBothMarks,
-                true,
-                &mut slots,
-            );
-            let producer = builder.build().map_err(build_error)?;
-            drive(ctx, vec![producer], &slots, label)
-        }
-        Topology::ThreeToOne => {
-            let builder = sequent_ring::build_multi_producer(capacity, RingEvent::default, wait);
-            let builder = add_stage(
-                ctx,
-                builder,
-                0,
-                "consumer",
-                StageRole::Only,
-                true,
-                &mut slots,
-            );
-            let producer = builder.build().map_err(build_error)?;
-            let producers: Vec<_> = (0..ctx.producers).map(|_| producer.clone()).collect();
-            // Dropping a clone is not the last handle going, so nothing drains here.
-            drop(producer);
-            drive(ctx, producers, &slots, label)
+        for &(name, role) in stage.iter() {
+            let last = index + 1 == consumers;
+            builder = add_stage(ctx, builder, index, name, role, last, slots);
+            index += 1;
         }
     }
+    builder
 }
 
 /// Adds a handler over a [`RingStage`] to the current stage, pinned to the core of consumer

@@ -261,11 +261,7 @@ fn fan_in<T: QueueTx, R: QueueRx>(
     // Shorten the context's lifetime to this function so the scope can borrow it.
     let ctx: &RunCtx<'_> = ctx;
     thread::scope(|s| {
-        let consumer = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(producers));
-            consume_last(ctx, rx, "consumer")
-        });
+        let consumer = spawn_pinned(s, ctx, producers, move || consume_last(ctx, rx, "consumer"));
         let publishers = txs
             .into_iter()
             .map(|tx| QueuePublisher::new(tx, ctx))
@@ -279,27 +275,30 @@ fn fan_in<T: QueueTx, R: QueueRx>(
     })
 }
 
+/// Spawns a consumer thread in `scope`, pinned to the core of thread `index` when pinning, that
+/// counts as done (for the run's watchdog) when it returns.
+fn spawn_pinned<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope thread::Scope<'scope, 'env>,
+    ctx: &'scope RunCtx<'env>,
+    index: usize,
+    body: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    scope.spawn(move || {
+        let _done = ctx.done_guard();
+        pin_current(ctx.core_for(index));
+        body()
+    })
+}
+
 fn pipeline<Q: Queue>(ctx: &RunCtx<'_>) -> Result<RunOutcome, RunError> {
     let capacity = ctx.config.capacity;
     let (tx1, rx1) = Q::spsc(capacity);
     let (tx2, rx2) = Q::spsc(capacity);
     let (tx3, rx3) = Q::spsc(capacity);
     thread::scope(|s| {
-        let a = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(1));
-            forward(ctx, rx1, tx2, "A")
-        });
-        let b = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(2));
-            forward(ctx, rx2, tx3, "B")
-        });
-        let c = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(3));
-            consume_last(ctx, rx3, "C")
-        });
+        let a = spawn_pinned(s, ctx, 1, move || forward(ctx, rx1, tx2, "A"));
+        let b = spawn_pinned(s, ctx, 2, move || forward(ctx, rx2, tx3, "B"));
+        let c = spawn_pinned(s, ctx, 3, move || consume_last(ctx, rx3, "C"));
         let handles = spawn_producers(s, ctx, vec![QueuePublisher::new(tx1, ctx)]);
         let waited = ctx.wait_for_done(4);
         let starts = join_starts(handles);
@@ -328,21 +327,9 @@ fn diamond<Q: Queue>(ctx: &RunCtx<'_>) -> Result<RunOutcome, RunError> {
         ctx,
     };
     thread::scope(|s| {
-        let a = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(1));
-            forward(ctx, rx_a, tx_ac, "A")
-        });
-        let b = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(2));
-            forward(ctx, rx_b, tx_bc, "B")
-        });
-        let c = s.spawn(move || {
-            let _done = ctx.done_guard();
-            pin_current(ctx.core_for(3));
-            join_pairs(ctx, rx_ac, rx_bc)
-        });
+        let a = spawn_pinned(s, ctx, 1, move || forward(ctx, rx_a, tx_ac, "A"));
+        let b = spawn_pinned(s, ctx, 2, move || forward(ctx, rx_b, tx_bc, "B"));
+        let c = spawn_pinned(s, ctx, 3, move || join_pairs(ctx, rx_ac, rx_bc));
         let handles = spawn_producers(s, ctx, vec![publisher]);
         let waited = ctx.wait_for_done(4);
         let starts = join_starts(handles);

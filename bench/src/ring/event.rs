@@ -79,6 +79,17 @@ impl RingEvent {
     }
 }
 
+/// Writes one batch of messages into claimed ring slots (any ring's batch iterator).
+#[inline]
+pub(crate) fn fill_batch<'e>(
+    events: impl Iterator<Item = &'e mut RingEvent>,
+    msgs: impl Iterator<Item = Msg>,
+) {
+    for (event, msg) in events.zip(msgs) {
+        event.fill(msg);
+    }
+}
+
 /// The first thing a consumer found wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mismatch {

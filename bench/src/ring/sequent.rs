@@ -7,9 +7,9 @@
 
 use std::thread;
 
-use sequent_ring::{BatchIterMut, Halted, Producer, WaitStrategy};
+use sequent_ring::{Halted, Producer, WaitStrategy};
 
-use super::event::{Msg, ReportSlot, RingEvent, RingStage, StageRole, take_report};
+use super::event::{Msg, ReportSlot, RingEvent, RingStage, StageRole, fill_batch, take_report};
 use super::harness::{Publish, RunCtx};
 use super::wait::pin_current;
 use super::{Impl, RunError, RunOutcome, Topology};
@@ -119,14 +119,6 @@ struct SequentPublisher<P> {
     producer: P,
     /// Set when the ring reported a panicking handler.
     halted: Option<Halted>,
-}
-
-/// Writes one batch of messages into the claimed slots.
-#[inline]
-fn fill_batch(events: BatchIterMut<'_, RingEvent>, msgs: impl Iterator<Item = Msg>) {
-    for (event, msg) in events.zip(msgs) {
-        event.fill(msg);
-    }
 }
 
 impl<P: Producer<RingEvent>> Publish for SequentPublisher<P> {

@@ -13,7 +13,9 @@ use std::thread;
 use disruptor::wait_strategies::WaitStrategy;
 use disruptor::{BusySpinWithSpinLoopHint, ProcessorSettings, Producer, Sequence};
 
-use crate::ring::event::{Msg, ReportSlot, RingEvent, RingStage, StageRole, take_report};
+use crate::ring::event::{
+    Msg, ReportSlot, RingEvent, RingStage, StageRole, fill_batch, take_report,
+};
 use crate::ring::harness::{Publish, RunCtx};
 use crate::ring::wait::{
     Backoff, SPIN_TRIES_BEFORE_YIELD, WAIT_SPIN, WAIT_SPIN_THEN_YIELD, pin_current,
@@ -179,17 +181,6 @@ impl<P: Producer<RingEvent>> Publish for DisruptorPublisher<'_, '_, P> {
             }
             backoff.snooze();
         }
-    }
-}
-
-/// Writes one batch of messages into the claimed slots.
-#[inline]
-fn fill_batch<'e>(
-    events: impl Iterator<Item = &'e mut RingEvent>,
-    msgs: impl Iterator<Item = Msg>,
-) {
-    for (event, msg) in events.zip(msgs) {
-        event.fill(msg);
     }
 }
 

@@ -309,7 +309,8 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress)) -> Result<VerifyRe
             ));
         }
     }
-    report.head = chain;
+    // A head is only worth publishing when the chain ran unbroken from the genesis hash.
+    report.head = if report.problems.is_empty() { chain } else { None };
     Ok(report)
 }
 

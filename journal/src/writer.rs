@@ -785,13 +785,26 @@ fn recover_tail(segment: &Segment) -> Result<TailRecovery, Error> {
             full_next: Some(next_sequence),
         });
     }
-    let Some(bad) = summary.bad else {
-        return Ok(TailRecovery {
-            offset: summary.records_end,
-            next_sequence,
-            truncated: None,
-            full_next: None,
-        });
+    let bad = match summary.bad {
+        Some(bad) => bad,
+        None => match segment.last_nonzero(summary.records_end) {
+            // Clean: nothing after the last record.
+            None => {
+                return Ok(TailRecovery {
+                    offset: summary.records_end,
+                    next_sequence,
+                    truncated: None,
+                    full_next: None,
+                });
+            }
+            // Bytes after an unpublished frame: an append that a crash stopped before its frame
+            // word was stored. Left there, they would look like frames to a later reader.
+            Some(_) => crate::seal::BadRecord {
+                offset: summary.records_end,
+                expected_sequence: next_sequence,
+                reason: "bytes of an unfinished append after the last record".into(),
+            },
+        },
     };
     let corrupt = |reason: String| Error::Corrupt {
         at: Location {

@@ -1,12 +1,17 @@
 //! `sequent`: the command-line front door. Thin by design: parse, build the library's objects, run.
 //!
-//! Exit codes: 0 success; 1 a run failed (a handler panicked, a check did not hold); 2 bad usage.
+//! Exit codes: 0 success; 1 a run failed (a handler panicked, a check did not hold, a journal is
+//! not intact, a proof does not verify); 2 bad usage. Output cut short by a closed pipe
+//! (`sequent journal dump DIR | head`) is a success: the reader asked for no more.
+
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod journal_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,15 +29,24 @@ enum Command {
     /// Run the main job on the embedded default: today a multi-stage ring pipeline on pinned
     /// threads, printing throughput and latency percentiles.
     Demo(demo::Args),
+    /// Inspect, verify, prove, follow and load a journal directory.
+    #[command(subcommand)]
+    Journal(journal_cmd::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Demo(args) => demo::run(&args),
+        Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Journal(command) => journal_cmd::run(command),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
+        Err(error) if journal_cmd::is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if journal_cmd::is_usage(&error) => {
+            eprintln!("sequent: {error:#}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("sequent: {error:#}");
             ExitCode::from(1)

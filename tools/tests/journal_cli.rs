@@ -180,6 +180,36 @@ fn load_reports_durable_sequences_in_increasing_order_up_to_the_last() {
 }
 
 #[test]
+fn load_continues_an_existing_journal_with_its_own_segment_length() {
+    // The fixture's active segment is 1 MiB; a second run without --segment-mib (64 MiB for a
+    // new journal) appends more than the room left in it, so it must roll at 1 MiB.
+    let dir = loaded("continue");
+    let journal = dir.journal();
+    let output = run(&[
+        "journal",
+        "load",
+        path_str(&journal),
+        "--records",
+        &RECORDS.to_string(),
+        "--payload",
+        &PAYLOAD_BYTES.to_string(),
+    ]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report = sequent_journal::verify(&journal, |_| {}).expect("verify");
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 2 * RECORDS);
+    // 20 000 records at 4501 a segment.
+    assert_eq!(report.segments.len(), 5);
+    for entry in std::fs::read_dir(&journal).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "journal") {
+            let len = std::fs::metadata(&path).expect("stat").len();
+            assert_eq!(len, 1 << 20, "{} is not 1 MiB", path.display());
+        }
+    }
+}
+
+#[test]
 fn verify_of_an_intact_journal_exits_0_and_prints_the_head_the_library_computes() {
     let dir = loaded("verify");
     let journal = dir.journal();
@@ -206,6 +236,11 @@ fn verify_of_an_intact_journal_exits_0_and_prints_the_head_the_library_computes(
         "{text}"
     );
     assert!(!text.contains("problem:"), "{text}");
+    assert_eq!(
+        stderr(&output),
+        "",
+        "no progress bar when stderr is not a terminal"
+    );
 
     let expected = run(&[
         "journal",
@@ -313,6 +348,11 @@ fn stats_counts_segments_records_bytes_and_kinds() {
     let dir = loaded("stats");
     let output = run(&["journal", "stats", path_str(&dir.journal()), "--json"]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        "",
+        "no progress bar when stderr is not a terminal"
+    );
     let stats: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
     assert_eq!(stats["records"], RECORDS);
     assert_eq!(stats["segments_present"], 3);

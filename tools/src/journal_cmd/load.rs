@@ -152,7 +152,12 @@ pub fn run(args: &Args) -> Result<()> {
         reported: 0,
     });
     let first = writer.next_sequence();
-    let end = first + args.records;
+    let end = first.checked_add(args.records).ok_or_else(|| {
+        Usage(format!(
+            "--records {} runs past the last sequence",
+            args.records
+        ))
+    })?;
     let started = Instant::now();
     while writer.next_sequence() < end {
         let batch_end = (writer.next_sequence() + args.batch).min(end);

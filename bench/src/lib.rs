@@ -7,12 +7,17 @@
 //! recorded in HdrHistogram. It must not change what it measures: it uses the ring only
 //! through its public API and never reaches into its internals.
 //!
+//! The [`journal`] module measures the sequent journal (appends, group commit, replay, tailing
+//! readers, resident memory) beside plain-file and in-memory baselines, through the journal's
+//! public API only.
+//!
 //! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
 //! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
 //! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
 
 #![forbid(unsafe_code)]
 
+pub mod journal;
 pub mod machine;
 pub mod report;
 pub mod ring;

@@ -1,7 +1,7 @@
 //! `sequent-bench`: a thin front end over the `sequent_bench` library.
 //!
-//! Exit codes: 0 success; 1 a run failed its correctness check, timed out or the ring failed;
-//! 2 bad command line (clap's own code).
+//! Exit codes: 0 success; 1 a run failed its correctness check, timed out, or the ring or the
+//! journal failed; 2 bad command line (clap's own code).
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use sequent_bench::journal::{self, JournalConfig};
 use sequent_bench::machine::Machine;
 use sequent_bench::report::{format_ns, format_rate, json_line, render_markdown, render_table};
 use sequent_bench::ring::{Impl, Progress, RingConfig, Scenario, SuiteConfig, run_suite};
@@ -25,6 +26,41 @@ struct Cli {
 enum Command {
     /// The sequent ring beside disruptor, crossbeam, rtrb and std mpsc.
     Ring(RingArgs),
+    /// The sequent journal beside buffered write(2), write+fdatasync, BufReader and rtrb.
+    Journal(JournalArgs),
+}
+
+#[derive(Debug, Args)]
+struct JournalArgs {
+    /// Smaller runs: the whole run stays under a minute on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line per row instead of the table.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// The machine description and a GitHub table (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// Records per append run of 64 B and in the replay run (default 10M, --quick 2M); larger
+    /// payloads get fewer records (at most 1 GiB, --quick 256 MiB, per append run).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Records per durable (group commit) run (default 200k, --quick 50k).
+    #[arg(long)]
+    durable_records: Option<u64>,
+    /// Records per tail-latency run (default 400k, --quick 200k).
+    #[arg(long)]
+    tail_records: Option<u64>,
+    /// Send rate of the tail-latency runs, records per second.
+    #[arg(long, default_value_t = 200_000)]
+    tail_rate: u64,
+    /// Gigabytes (10^9 bytes) of 1 KiB records for the resident-memory replay; 0 leaves it out
+    /// (default 2, --quick 0.25).
+    #[arg(long)]
+    rss_gb: Option<f64>,
+    /// Where the run's scratch directory goes (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +101,128 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Ring(args) => ring(&args),
+        Command::Journal(args) => journal(&args),
     }
+}
+
+fn journal(args: &JournalArgs) -> ExitCode {
+    let machine = Machine::detect();
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut config = if args.quick {
+        JournalConfig::quick(dir, machine.cores, machine.core_ids.clone())
+    } else {
+        JournalConfig::new(dir, machine.cores, machine.core_ids.clone())
+    };
+    if let Some(records) = args.records {
+        config.records = records;
+    }
+    if let Some(records) = args.durable_records {
+        config.durable_records = records;
+    }
+    if let Some(records) = args.tail_records {
+        config.tail_records = records;
+    }
+    config.tail_rate_per_sec = args.tail_rate;
+    if let Some(gb) = args.rss_gb {
+        if !(gb.is_finite() && gb >= 0.0) {
+            eprintln!("error: --rss-gb must be a number of gigabytes, 0 or more");
+            return ExitCode::from(2);
+        }
+        config.rss_bytes = (gb * 1e9) as u64;
+    }
+    let clock_ns = journal::append::clock_overhead_ns();
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    eprintln!(
+        "records: {} (append, replay), {} durable, {} tail at {}/s; rss {:.2} GB; \
+         timing one append costs {} (two TSC reads); files under {}",
+        config.records,
+        config.durable_records,
+        config.tail_records,
+        format_rate(config.tail_rate_per_sec),
+        config.rss_bytes as f64 / 1e9,
+        format_ns(clock_ns),
+        config.dir.display()
+    );
+    let started = Instant::now();
+    let result = journal::run(&config, |progress| match progress {
+        journal::Progress::Section {
+            section,
+            threads,
+            cores,
+            pinned,
+        } => {
+            if threads > cores {
+                eprintln!(
+                    "WARNING: {} runs {threads} threads on {cores} cores: oversubscribed, figures measure scheduling as much as the journal",
+                    section.name()
+                );
+            } else {
+                eprintln!(
+                    "{}: {threads} thread(s) on {cores} cores{} (+ the journal's housekeeping thread); machine: {}",
+                    section.name(),
+                    if pinned { ", pinned" } else { ", not pinned" },
+                    machine.summary()
+                );
+            }
+        }
+        journal::Progress::Row(row) => eprintln!(
+            "  {:<8} {:<16} {:<16} {:>7} records/s{}",
+            row.section,
+            row.imp,
+            row.case,
+            format_rate(row.records_per_sec),
+            row.p99_ns
+                .map_or_else(String::new, |p99| format!(", p99 {}", format_ns(p99))),
+        ),
+        journal::Progress::Skipped { section, reason } => {
+            eprintln!("{}: skipped: {reason}", section.name());
+        }
+    });
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    let output = if args.json {
+        rows.iter()
+            .map(|row| journal::json_line(row) + "\n")
+            .collect()
+    } else if args.markdown {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        journal::render_markdown(
+            &machine,
+            &format!(
+                "cargo run --release -p sequent-bench -- {}",
+                command.join(" ")
+            ),
+            clock_ns,
+            &rows,
+        )
+    } else {
+        journal::render_table(&rows)
+    };
+    write_stdout(&output)
+}
+
+fn write_stdout(output: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn ring(args: &RingArgs) -> ExitCode {

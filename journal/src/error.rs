@@ -69,7 +69,7 @@ pub enum Error {
         max: usize,
     },
     /// Asked for a sequence the journal does not hold.
-    #[error("sequence {sequence} is not in the journal (it holds {first}..={last})")]
+    #[error("sequence {sequence} is not in the journal (first held {first}, last written {last})")]
     NoSuchSequence {
         /// Requested.
         sequence: u64,

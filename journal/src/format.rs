@@ -96,8 +96,8 @@ impl Frame {
     }
 }
 
-/// The 32-byte record header. The CRC32C covers bytes `0..28` of the header and then the payload
-/// (not the padding), so it protects the frame word, sequence and timestamp as well as the data.
+/// The 32-byte record header. The CRC32C covers bytes `0..24` of the header (frame word,
+/// sequence, timestamp) and then the payload (not the padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
 pub struct RecordHeader {
@@ -109,7 +109,7 @@ pub struct RecordHeader {
     /// Caller-supplied time of the record (sequenced time, nanoseconds); the journal never reads a
     /// clock.
     pub timestamp_ns: U64,
-    /// The record's first 28 bytes, then its payload, through CRC32C (Castagnoli).
+    /// The record's first 24 bytes, then its payload, through CRC32C (Castagnoli).
     pub crc32c: U32,
     /// Zero; reserved.
     pub reserved: U32,
@@ -117,7 +117,7 @@ pub struct RecordHeader {
 
 const _: () = assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_LEN);
 
-/// The CRC32C of a record: header bytes `0..28`, then the payload.
+/// The CRC32C of a record: header bytes `0..24`, then the payload.
 #[must_use]
 pub fn record_crc(header: &RecordHeader, payload: &[u8]) -> u32 {
     let bytes = header.as_bytes();
@@ -336,9 +336,15 @@ mod tests {
     fn file_names_sort_and_parse() {
         assert_eq!(segment_file_name(1), "00000000000000000001.journal");
         assert_eq!(parse_file_name(&segment_file_name(42), "journal"), Some(42));
-        assert_eq!(parse_file_name(&seal_file_name(u64::MAX), "seal"), Some(u64::MAX));
+        assert_eq!(
+            parse_file_name(&seal_file_name(u64::MAX), "seal"),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_file_name("0001.journal", "journal"), None);
-        assert_eq!(parse_file_name("0000000000000000000x.journal", "journal"), None);
+        assert_eq!(
+            parse_file_name("0000000000000000000x.journal", "journal"),
+            None
+        );
         assert!(segment_file_name(9) < segment_file_name(10));
     }
 }

@@ -39,9 +39,9 @@ pub mod merkle;
 mod reader;
 mod recover;
 mod seal;
-mod verify;
 mod segment;
 pub mod snapshot;
+mod verify;
 mod writer;
 
 pub use dir::Listing;
@@ -50,10 +50,10 @@ pub use reader::Reader;
 pub use recover::{Bounds, Recovery, bounds, recover};
 pub use seal::{BadRecord, ScanEnd, Seal, SegmentSummary, scan_segment};
 pub use segment::{Peek, RecordRef, Segment, Slot};
-pub use writer::{
-    Config, Durability, DurableWatch, OpenReport, Retention, RetentionOutcome, Truncation, Writer,
-};
 pub use verify::{
     ConsistencyProof, InclusionProof, Progress, SegmentReport, VerifyReport, prove_consistency,
     prove_inclusion, verify,
+};
+pub use writer::{
+    Config, Durability, DurableWatch, OpenReport, Retention, RetentionOutcome, Truncation, Writer,
 };

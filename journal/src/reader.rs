@@ -57,7 +57,7 @@ impl Reader {
             Some((&first, _)) if sequence < first => Err(Error::NoSuchSequence {
                 sequence,
                 first,
-                last: 0,
+                last: crate::recover::bounds(dir).map_or(first - 1, |b| b.last_sequence),
             }),
             Some(_) => Ok(Self {
                 dir: dir.to_path_buf(),
@@ -145,7 +145,10 @@ impl Reader {
                     offset,
                     sequence: Some(expected),
                 },
-                reason: format!("record has sequence {}, expected {expected}", record.sequence),
+                reason: format!(
+                    "record has sequence {}, expected {expected}",
+                    record.sequence
+                ),
             }),
             Slot::Invalid(reason) => Err(Error::Corrupt {
                 at: Location {
@@ -197,7 +200,7 @@ impl Reader {
             return Err(Error::NoSuchSequence {
                 sequence: self.next_sequence,
                 first,
-                last: 0,
+                last: crate::recover::bounds(&self.dir).map_or(0, |b| b.last_sequence),
             });
         };
         if self.finished == Some(first) {

@@ -24,8 +24,8 @@ use crate::error::{Error, Location};
 use crate::format::{
     DURABLE_HINT_OFFSET, FORMAT_VERSION, FORMAT_VERSION_MIN, Frame, KIND_SEGMENT_END,
     PAYLOAD_LEN_MAX, RECORD_HEADER_LEN, RECORD_MAGIC, RECORDS_OFFSET, RecordHeader,
-    SEGMENT_LEN_MAX, SEGMENT_LEN_MIN, SEGMENT_MAGIC, SegmentHeader,
-    frame_word, record_crc, record_footprint, segment_file_name,
+    SEGMENT_LEN_MAX, SEGMENT_LEN_MIN, SEGMENT_MAGIC, SegmentHeader, frame_word, record_crc,
+    record_footprint, segment_file_name,
 };
 
 /// A mapped segment file.
@@ -111,7 +111,10 @@ impl Segment {
         segment_len: u64,
     ) -> Result<Self, Error> {
         assert!((SEGMENT_LEN_MIN..=SEGMENT_LEN_MAX).contains(&segment_len));
-        assert!(segment_len % 4096 == 0, "segment length must be a multiple of the page size");
+        assert!(
+            segment_len % 4096 == 0,
+            "segment length must be a multiple of the page size"
+        );
         let path = dir.join(segment_file_name(first_sequence));
         let temp = dir.join(format!("{}.tmp", segment_file_name(first_sequence)));
         let io_error = |source: io::Error| Error::Io {
@@ -208,7 +211,9 @@ impl Segment {
             });
         }
         if version < FORMAT_VERSION_MIN {
-            return Err(corrupt(format!("format version {version} is not supported")));
+            return Err(corrupt(format!(
+                "format version {version} is not supported"
+            )));
         }
         if header.compute_crc() != header.header_crc32c.get() {
             return Err(corrupt("segment header checksum mismatch".into()));
@@ -318,7 +323,9 @@ impl Segment {
         if frame.magic != RECORD_MAGIC {
             return Slot::Invalid("bad record magic");
         }
-        if u16::from(frame.version) > FORMAT_VERSION || u16::from(frame.version) < FORMAT_VERSION_MIN {
+        if u16::from(frame.version) > FORMAT_VERSION
+            || u16::from(frame.version) < FORMAT_VERSION_MIN
+        {
             return Slot::Invalid("record format version not supported");
         }
         if frame.payload_len > PAYLOAD_LEN_MAX {
@@ -489,7 +496,10 @@ impl Segment {
                 (len - start) as usize,
             )
         };
-        bytes.iter().rposition(|&b| b != 0).map(|i| start + i as u64)
+        bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map(|i| start + i as u64)
     }
 
     /// Advises the kernel that the pages before `offset` will not be read again (for long scans,

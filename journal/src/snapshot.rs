@@ -175,7 +175,7 @@ impl SnapshotStore {
                 found.push((sequence, entry.path()));
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         Ok(found)
     }
 

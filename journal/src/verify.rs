@@ -136,7 +136,12 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress)) -> Result<VerifyRe
                 expected_first = None;
                 continue;
             };
-            check_identity(&mut report, &mut journal_id, seal.header.journal_id, &listing.seals[&first]);
+            check_identity(
+                &mut report,
+                &mut journal_id,
+                seal.header.journal_id,
+                &listing.seals[&first],
+            );
             if let Some(known) = chain
                 && known != seal.header.chain_start
             {
@@ -183,9 +188,10 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress)) -> Result<VerifyRe
         let chain_start = if segment.index() == 0 {
             let genesis = genesis_hash(&segment.journal_id());
             if chain.is_some_and(|known| known != genesis) {
-                report
-                    .problems
-                    .push(format!("{}: segment 0 after another segment", path.display()));
+                report.problems.push(format!(
+                    "{}: segment 0 after another segment",
+                    path.display()
+                ));
             }
             genesis
         } else if let Some(known) = chain {
@@ -310,7 +316,11 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress)) -> Result<VerifyRe
         }
     }
     // A head is only worth publishing when the chain ran unbroken from the genesis hash.
-    report.head = if report.problems.is_empty() { chain } else { None };
+    report.head = if report.problems.is_empty() {
+        chain
+    } else {
+        None
+    };
     Ok(report)
 }
 
@@ -407,25 +417,32 @@ pub struct ConsistencyProof {
     pub path: Vec<Hash>,
 }
 
-fn segment_leaves(
-    dir: &Path,
-    sequence: u64,
-) -> Result<(PathBuf, Vec<Hash>, Vec<Vec<u8>>, u64, Option<Seal>, u64), Error> {
+/// A segment's leaves, for proofs.
+struct SegmentLeaves {
+    path: PathBuf,
+    leaves: Vec<Hash>,
+    /// The framed bytes of the record asked for, if it is in this segment.
+    record: Option<Vec<u8>>,
+    first: u64,
+    seal: Option<Seal>,
+}
+
+fn segment_leaves(dir: &Path, sequence: u64) -> Result<SegmentLeaves, Error> {
     let listing = Listing::read(dir)?;
     let Some((first, path)) = listing.segment_for(sequence) else {
         return Err(Error::NoSuchSequence {
             sequence,
-            first: listing.segments.keys().next().copied().unwrap_or(0),
-            last: 0,
+            first: listing.segments.keys().next().copied().unwrap_or(1),
+            last: crate::recover::bounds(dir).map_or(0, |b| b.last_sequence),
         });
     };
     let segment = Segment::open(path, false)?;
     let mut leaves = Vec::new();
-    let mut wanted = Vec::new();
-    let summary = scan_segment(&segment, [0; 32], |record| {
-        leaves.push(merkle::leaf_hash(record.framed));
-        if record.sequence == sequence {
-            wanted.push(record.framed.to_vec());
+    let mut record = None;
+    let summary = scan_segment(&segment, [0; 32], |r| {
+        leaves.push(merkle::leaf_hash(r.framed));
+        if r.sequence == sequence {
+            record = Some(r.framed.to_vec());
         }
     });
     if let Some(bad) = summary.bad {
@@ -438,21 +455,38 @@ fn segment_leaves(
             reason: bad.reason,
         });
     }
-    let seal = listing.seals.get(&first).map(|p| Seal::read(p)).transpose()?;
-    Ok((path.clone(), leaves, wanted, first, seal, summary.record_count))
+    let seal = listing
+        .seals
+        .get(&first)
+        .map(|p| Seal::read(p))
+        .transpose()?;
+    Ok(SegmentLeaves {
+        path: path.clone(),
+        leaves,
+        record,
+        first,
+        seal,
+    })
 }
 
 /// The inclusion proof of record `sequence`, checked with [`merkle::verify_inclusion`] (and
 /// against the seal's root, for a sealed segment) before it is returned.
 pub fn prove_inclusion(dir: &Path, sequence: u64) -> Result<InclusionProof, Error> {
-    let (segment, leaves, mut wanted, first, seal, count) = segment_leaves(dir, sequence)?;
-    if sequence < first || sequence >= first + count {
+    let SegmentLeaves {
+        path: segment,
+        leaves,
+        record,
+        first,
+        seal,
+    } = segment_leaves(dir, sequence)?;
+    let count = leaves.len() as u64;
+    let Some(record) = record else {
         return Err(Error::NoSuchSequence {
             sequence,
-            first,
-            last: first + count - 1,
+            first: crate::recover::bounds(dir).map_or(first, |b| b.first_sequence),
+            last: crate::recover::bounds(dir).map_or(0, |b| b.last_sequence),
         });
-    }
+    };
     let leaf_index = sequence - first;
     let root = merkle::root_from_leaves(&leaves);
     let corrupt = |reason: String| Error::Corrupt {
@@ -466,10 +500,12 @@ pub fn prove_inclusion(dir: &Path, sequence: u64) -> Result<InclusionProof, Erro
     if let Some(seal) = &seal
         && seal.header.merkle_root != root
     {
-        return Err(corrupt("the records' Merkle root differs from the seal's".into()));
+        return Err(corrupt(
+            "the records' Merkle root differs from the seal's".into(),
+        ));
     }
-    let path = merkle::inclusion_proof(&leaves, leaf_index)
-        .map_err(|error| corrupt(error.to_string()))?;
+    let path =
+        merkle::inclusion_proof(&leaves, leaf_index).map_err(|error| corrupt(error.to_string()))?;
     let leaf_hash = leaves[leaf_index as usize];
     merkle::verify_inclusion(leaf_index, count, &leaf_hash, &path, &root)
         .map_err(|error| corrupt(format!("proof did not verify: {error}")))?;
@@ -479,7 +515,7 @@ pub fn prove_inclusion(dir: &Path, sequence: u64) -> Result<InclusionProof, Erro
         leaf_index,
         tree_size: count,
         leaf_hash,
-        record: wanted.pop().unwrap_or_default(),
+        record,
         path,
         root,
         sealed: seal.is_some(),
@@ -494,7 +530,12 @@ pub fn prove_consistency(
     old_size: u64,
     new_size: u64,
 ) -> Result<ConsistencyProof, Error> {
-    let (segment, leaves, _, _, _, count) = segment_leaves(dir, sequence)?;
+    let SegmentLeaves {
+        path: segment,
+        leaves,
+        ..
+    } = segment_leaves(dir, sequence)?;
+    let count = leaves.len() as u64;
     let config = |reason: String| Error::Config(reason);
     if old_size == 0 || old_size > new_size || new_size > count {
         return Err(config(format!(

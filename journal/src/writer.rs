@@ -20,11 +20,12 @@ use crate::error::{Error, Location};
 use zerocopy::IntoBytes;
 
 use crate::format::{
-    KIND_RETENTION, KIND_SEGMENT_END, RetentionEntry, KIND_USER_MAX, PAYLOAD_LEN_MAX, RECORD_HEADER_LEN, RECORDS_OFFSET,
-    SEGMENT_LEN_MAX, SEGMENT_LEN_MIN, genesis_hash, record_footprint,
+    KIND_RETENTION, KIND_SEGMENT_END, KIND_USER_MAX, PAYLOAD_LEN_MAX, RECORD_HEADER_LEN,
+    RECORDS_OFFSET, RetentionEntry, SEGMENT_LEN_MAX, SEGMENT_LEN_MIN, genesis_hash,
+    record_footprint,
 };
 use crate::merkle::Hash;
-use crate::seal::{Seal, ScanEnd, scan_segment};
+use crate::seal::{ScanEnd, Seal, scan_segment};
 use crate::segment::{Segment, Slot};
 
 /// When appended records reach the disk.
@@ -249,9 +250,7 @@ impl Writer {
         let (active, offset, next_sequence, truncated, created, unsealed_before, chain) =
             match listing.segments.last_key_value() {
                 None => {
-                    let journal_id = config
-                        .journal_id
-                        .unwrap_or_else(|| derive_journal_id(dir));
+                    let journal_id = config.journal_id.unwrap_or_else(|| derive_journal_id(dir));
                     let segment = Segment::create(dir, journal_id, 0, 1, segment_len)?;
                     let chain = genesis_hash(&journal_id);
                     (segment, RECORDS_OFFSET, 1, None, true, Vec::new(), chain)
@@ -423,8 +422,9 @@ impl Writer {
             return Err(self.failure());
         }
         let footprint = record_footprint(payload.len() as u32);
-        // Always leave room for the end marker after this record.
-        if self.offset + footprint + RECORD_HEADER_LEN > self.segment_len {
+        // Always leave room for the end marker after this record. The active segment's own length
+        // counts: a journal reopened with another `segment_len` keeps its last segment's size.
+        if self.offset + footprint + RECORD_HEADER_LEN > self.active.len() {
             self.roll()?;
         }
         let sequence = self.next_sequence;
@@ -552,7 +552,9 @@ impl Writer {
             .iter()
             .map(|(first, path)| (*first, path.clone()))
             .collect();
-        let removable_count = present.len().saturating_sub(policy.keep_segments_min.max(1));
+        let removable_count = present
+            .len()
+            .saturating_sub(policy.keep_segments_min.max(1));
         let mut entries = Vec::new();
         let mut chosen = Vec::new();
         for (first, path) in present.into_iter().take(removable_count) {
@@ -736,7 +738,8 @@ impl Housekeeper {
             };
             let summary = scan_segment(&segment, self.chain, |_| {});
             match (summary.end, &summary.bad) {
-                (Some(ScanEnd::Full { next_sequence, .. }), None) if next_sequence == next_first => {}
+                (Some(ScanEnd::Full { next_sequence, .. }), None)
+                    if next_sequence == next_first => {}
                 _ => {
                     let (offset, reason) = match &summary.bad {
                         Some(bad) => (bad.offset, bad.reason.clone()),
@@ -872,7 +875,13 @@ fn unsealed_segments(
         }
         pending.push(path);
     }
-    if pending.is_empty() && listing.segments.range(..last.first_sequence()).next().is_none() {
+    if pending.is_empty()
+        && listing
+            .segments
+            .range(..last.first_sequence())
+            .next()
+            .is_none()
+    {
         // `last` is the oldest segment left: its chain start is the previous seal's end (segments
         // removed by retention keep their seals) or the genesis hash.
         if let Some((_, seal_path)) = listing.seals.range(..last.first_sequence()).next_back() {

@@ -14,17 +14,31 @@ use sequent_journal::{Durability, Error, Listing, Reader, Writer, verify};
 fn write_journal(dir: &Path, records: u64) {
     let mut writer = Writer::open(dir, &small_config(Durability::None)).unwrap();
     for sequence in 1..=records {
-        writer.append(kind(sequence), sequence, &payload(sequence)).unwrap();
+        writer
+            .append(kind(sequence), sequence, &payload(sequence))
+            .unwrap();
     }
     writer.close().unwrap();
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
-    Listing::read(dir).unwrap().segments.last_key_value().unwrap().1.clone()
+    Listing::read(dir)
+        .unwrap()
+        .segments
+        .last_key_value()
+        .unwrap()
+        .1
+        .clone()
 }
 
 fn first_segment(dir: &Path) -> PathBuf {
-    Listing::read(dir).unwrap().segments.first_key_value().unwrap().1.clone()
+    Listing::read(dir)
+        .unwrap()
+        .segments
+        .first_key_value()
+        .unwrap()
+        .1
+        .clone()
 }
 
 /// Offset of the end of the records in a segment whose records are `first..=last`.
@@ -72,7 +86,11 @@ fn a_torn_tail_is_cut_and_reported_and_appends_continue() {
     // The durable hint written at close would call this corruption of a durable record if it
     // covered the torn sequence; it does not (the torn record was never appended).
     let mut writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
-    let truncation = writer.open_report().truncated.clone().expect("torn tail reported");
+    let truncation = writer
+        .open_report()
+        .truncated
+        .clone()
+        .expect("torn tail reported");
     assert_eq!(truncation.offset, end);
     assert_eq!(truncation.from_sequence, last + 1);
     assert_eq!(truncation.bytes, 48);
@@ -97,7 +115,11 @@ fn a_half_written_record_with_a_frame_is_a_torn_tail() {
     patch(&path, end, &frame);
     // Raise nothing: the hint on disk says `last` is durable, and the torn record is `last + 1`.
     let writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
-    let truncation = writer.open_report().truncated.clone().expect("torn tail reported");
+    let truncation = writer
+        .open_report()
+        .truncated
+        .clone()
+        .expect("torn tail reported");
     assert_eq!(truncation.from_sequence, last + 1);
     writer.close().unwrap();
 }
@@ -160,7 +182,8 @@ fn corruption_in_a_sealed_segment_is_named_by_reader_and_verify() {
     let report = verify(dir.path(), |_| {}).unwrap();
     assert!(!report.is_intact());
     assert!(
-        report.problems[0].contains(&format!("offset {offset}")) && report.problems[0].contains("sequence 2"),
+        report.problems[0].contains(&format!("offset {offset}"))
+            && report.problems[0].contains("sequence 2"),
         "{:?}",
         report.problems
     );
@@ -206,7 +229,10 @@ fn a_newer_format_version_is_refused_with_a_clear_message() {
     header[56..60].copy_from_slice(&crc.to_le_bytes());
     patch(&path, 0, &header);
     let error = Writer::open(dir.path(), &small_config(Durability::None)).unwrap_err();
-    assert!(matches!(error, Error::NewerVersion { found: 2, .. }), "{error}");
+    assert!(
+        matches!(error, Error::NewerVersion { found: 2, .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("upgrade sequent"), "{error}");
     assert!(Reader::open(dir.path()).unwrap().next().is_err());
 }
@@ -229,25 +255,32 @@ fn a_deleted_middle_segment_is_a_gap() {
 
 #[test]
 fn a_crash_between_end_marker_and_next_segment_resumes() {
+    use sequent_journal::format::{KIND_SEGMENT_END, RecordHeader, frame_word, record_crc};
+    use zerocopy::IntoBytes;
     let dir = TempDir::new("mid-roll");
-    write_journal(dir.path(), 300);
-    // Remove the newest segment (empty or nearly) to simulate a crash right after the marker.
-    let listing = Listing::read(dir.path()).unwrap();
-    let (&first, last_path) = listing.segments.last_key_value().unwrap();
+    write_journal(dir.path(), 100);
+    let (first, last) = last_segment_range(dir.path());
+    let segments_before = Listing::read(dir.path()).unwrap().segments.len();
+    // What the writer stores when it rolls: an end marker naming the next sequence. The crash
+    // comes before the next segment's file exists.
+    let mut marker = RecordHeader {
+        frame: frame_word(KIND_SEGMENT_END, 0).into(),
+        sequence: (last + 1).into(),
+        timestamp_ns: 0.into(),
+        crc32c: 0.into(),
+        reserved: 0.into(),
+    };
+    marker.crc32c = record_crc(&marker, &[]).into();
+    patch(&last_segment(dir.path()), records_end(first, last), marker.as_bytes());
+
     let mut writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
-    let next = writer.next_sequence();
+    assert_eq!(writer.next_sequence(), last + 1);
+    assert_eq!(writer.append(1, 0, b"next segment").unwrap(), last + 1);
     writer.close().unwrap();
-    // Only do the surgery when the last segment holds no record beyond its start.
-    if next == first {
-        std::fs::remove_file(last_path).unwrap();
-        let writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
-        assert_eq!(writer.next_sequence(), first);
-        writer.close().unwrap();
-    } else {
-        // Cut the last segment's records after an end marker written by hand is not possible
-        // without the writer; the generic property test covers random damage instead.
-        assert!(next > first);
-    }
+    let listing = Listing::read(dir.path()).unwrap();
+    assert_eq!(listing.segments.len(), segments_before + 1);
+    assert!(listing.seals.contains_key(&first), "the ended segment was sealed");
     let report = verify(dir.path(), |_| {}).unwrap();
     assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.last_sequence, Some(last + 1));
 }

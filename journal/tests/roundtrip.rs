@@ -13,7 +13,9 @@ fn records_read_back_in_order_across_segments() {
     let mut writer = Writer::open(dir.path(), &small_config(group_commit())).unwrap();
     assert!(writer.open_report().created);
     for sequence in 1..=2_000 {
-        let got = writer.append(kind(sequence), sequence * 10, &payload(sequence)).unwrap();
+        let got = writer
+            .append(kind(sequence), sequence * 10, &payload(sequence))
+            .unwrap();
         assert_eq!(got, sequence);
     }
     writer.sync().unwrap();
@@ -21,7 +23,11 @@ fn records_read_back_in_order_across_segments() {
     writer.close().unwrap();
 
     let listing = Listing::read(dir.path()).unwrap();
-    assert!(listing.segments.len() > 20, "small segments roll often: {}", listing.segments.len());
+    assert!(
+        listing.segments.len() > 20,
+        "small segments roll often: {}",
+        listing.segments.len()
+    );
     // Every full segment is sealed; the active one is not.
     assert_eq!(listing.seals.len(), listing.segments.len() - 1);
 
@@ -47,7 +53,9 @@ fn seek_starts_at_any_sequence() {
     let dir = TempDir::new("seek");
     let mut writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
     for sequence in 1..=3_000 {
-        writer.append(kind(sequence), sequence, &payload(sequence)).unwrap();
+        writer
+            .append(kind(sequence), sequence, &payload(sequence))
+            .unwrap();
     }
     writer.close().unwrap();
     for start in [1, 2, 77, 1_023, 1_024, 1_025, 2_048, 2_999, 3_000] {
@@ -68,7 +76,9 @@ fn reopen_continues_the_sequence_and_the_chain() {
         assert_eq!(writer.next_sequence(), round * 300 + 1);
         assert!(writer.open_report().truncated.is_none());
         for sequence in round * 300 + 1..=round * 300 + 300 {
-            writer.append(kind(sequence), sequence, &payload(sequence)).unwrap();
+            writer
+                .append(kind(sequence), sequence, &payload(sequence))
+                .unwrap();
         }
         writer.close().unwrap();
     }
@@ -82,7 +92,10 @@ fn a_second_writer_is_refused() {
     let dir = TempDir::new("lock");
     let _writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
     let error = Writer::open(dir.path(), &small_config(Durability::None)).unwrap_err();
-    assert!(error.to_string().contains("locked by another writer"), "{error}");
+    assert!(
+        error.to_string().contains("locked by another writer"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -109,7 +122,9 @@ fn tailing_reader_follows_a_live_writer_across_rolls() {
         seen
     });
     for sequence in 2..=1_500 {
-        writer.append(kind(sequence), sequence, &payload(sequence)).unwrap();
+        writer
+            .append(kind(sequence), sequence, &payload(sequence))
+            .unwrap();
         if sequence % 100 == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -127,7 +142,10 @@ fn durable_sequence_follows_group_commit() {
     for sequence in 1..=100 {
         last = writer.append(1, sequence, b"x").unwrap();
     }
-    assert!(watch.wait_durable(last, Duration::from_secs(10)), "group commit never synced");
+    assert!(
+        watch.wait_durable(last, Duration::from_secs(10)),
+        "group commit never synced"
+    );
     assert!(watch.durable_sequence() >= last);
     writer.close().unwrap();
 }
@@ -137,7 +155,9 @@ fn oversized_payload_is_refused_and_loses_nothing() {
     let dir = TempDir::new("oversized");
     let mut writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
     writer.append(1, 1, b"before").unwrap();
-    let error = writer.append(1, 2, &vec![0; writer.payload_len_max() + 1]).unwrap_err();
+    let error = writer
+        .append(1, 2, &vec![0; writer.payload_len_max() + 1])
+        .unwrap_err();
     assert!(error.to_string().contains("exceeds the maximum"), "{error}");
     assert_eq!(writer.append(1, 3, b"after").unwrap(), 2);
     writer.close().unwrap();

@@ -250,7 +250,15 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress)) -> Result<VerifyRe
             chain = Some(summary.chain_end);
         }
         match summary.end {
-            Some(ScanEnd::Open { .. }) if !is_last => report.problems.push(format!(
+            Some(ScanEnd::Open { offset }) if is_last => {
+                if let Some(at) = segment.last_nonzero(offset) {
+                    report.notes.push(format!(
+                        "{}: bytes of an unfinished append after the last record (offsets {offset}..={at}); the writer cuts them on open",
+                        path.display()
+                    ));
+                }
+            }
+            Some(ScanEnd::Open { .. }) => report.problems.push(format!(
                 "{}: ends without an end marker but a later segment exists",
                 path.display()
             )),

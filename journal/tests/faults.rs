@@ -271,7 +271,11 @@ fn a_crash_between_end_marker_and_next_segment_resumes() {
         reserved: 0.into(),
     };
     marker.crc32c = record_crc(&marker, &[]).into();
-    patch(&last_segment(dir.path()), records_end(first, last), marker.as_bytes());
+    patch(
+        &last_segment(dir.path()),
+        records_end(first, last),
+        marker.as_bytes(),
+    );
 
     let mut writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
     assert_eq!(writer.next_sequence(), last + 1);
@@ -279,7 +283,10 @@ fn a_crash_between_end_marker_and_next_segment_resumes() {
     writer.close().unwrap();
     let listing = Listing::read(dir.path()).unwrap();
     assert_eq!(listing.segments.len(), segments_before + 1);
-    assert!(listing.seals.contains_key(&first), "the ended segment was sealed");
+    assert!(
+        listing.seals.contains_key(&first),
+        "the ended segment was sealed"
+    );
     let report = verify(dir.path(), |_| {}).unwrap();
     assert!(report.is_intact(), "{:?}", report.problems);
     assert_eq!(report.last_sequence, Some(last + 1));

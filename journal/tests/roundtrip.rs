@@ -165,3 +165,38 @@ fn oversized_payload_is_refused_and_loses_nothing() {
     assert_eq!(reader.next().unwrap().unwrap().payload, b"before");
     assert_eq!(reader.next().unwrap().unwrap().payload, b"after");
 }
+
+#[test]
+fn reopening_with_another_segment_len_keeps_the_last_segment_size() {
+    // The roll must use the active segment's own length, never the new configuration's.
+    let dir = TempDir::new("resize");
+    let mut small = small_config(Durability::None);
+    let mut writer = Writer::open(dir.path(), &small).unwrap();
+    for sequence in 1..=10 {
+        writer
+            .append(kind(sequence), sequence, &payload(sequence))
+            .unwrap();
+    }
+    writer.close().unwrap();
+    small.segment_len = 16 * 4096; // four times larger
+    let mut writer = Writer::open(dir.path(), &small).unwrap();
+    for sequence in 11..=400 {
+        writer
+            .append(kind(sequence), sequence, &payload(sequence))
+            .unwrap();
+    }
+    writer.close().unwrap();
+    let report = verify(dir.path(), |_| {}).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 400);
+    let lens: std::collections::BTreeSet<u64> = Listing::read(dir.path())
+        .unwrap()
+        .segments
+        .values()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert_eq!(
+        lens.into_iter().collect::<Vec<_>>(),
+        vec![4 * 4096, 16 * 4096]
+    );
+}

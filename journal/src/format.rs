@@ -197,6 +197,12 @@ impl SegmentHeader {
     }
 }
 
+/// The header's bytes as written at offset 0 of a segment file.
+#[must_use]
+pub fn segment_header_bytes(header: &SegmentHeader) -> Vec<u8> {
+    header.as_bytes().to_vec()
+}
+
 /// A seal: written beside a segment (`<first sequence>.seal`) once the segment is full, by the
 /// journal's housekeeping thread. The fixed part is followed by `index_len` [`IndexEntry`] values;
 /// the CRC covers the fixed part (with `crc32c` zero) and the index.

@@ -188,6 +188,11 @@ impl SnapshotStore {
         parse(path, &bytes)
     }
 
+    /// Checks snapshot bytes read elsewhere; `path` only names them in errors. Never panics.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<(SnapshotHeader, Vec<u8>), Error> {
+        parse(path, bytes)
+    }
+
     /// The newest usable snapshot for `engine` of journal `journal_id` whose sequence is at most
     /// `last_sequence` (the journal's end) and at least `first_sequence - 1` (so the records after
     /// it are still held), with the reasons every newer one was passed over.

@@ -58,6 +58,9 @@ struct JournalArgs {
     /// (default 2, --quick 0.25).
     #[arg(long)]
     rss_gb: Option<f64>,
+    /// Segment length of the journal, MiB, except in the RSS section (256 MiB there).
+    #[arg(long, default_value_t = 64)]
+    segment_mib: u64,
     /// Where the run's scratch directory goes (default: the system temp dir).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -123,6 +126,7 @@ fn journal(args: &JournalArgs) -> ExitCode {
         config.tail_records = records;
     }
     config.tail_rate_per_sec = args.tail_rate;
+    config.segment_len = args.segment_mib << 20;
     if let Some(gb) = args.rss_gb {
         if !(gb.is_finite() && gb >= 0.0) {
             eprintln!("error: --rss-gb must be a number of gigabytes, 0 or more");
@@ -139,12 +143,13 @@ fn journal(args: &JournalArgs) -> ExitCode {
         );
     }
     eprintln!(
-        "records: {} (append, replay), {} durable, {} tail at {}/s; rss {:.2} GB; \
-         timing one append costs {} (two TSC reads); files under {}",
+        "records: {} (append, replay), {} durable, {} tail at {}/s; {} MiB segments; rss {:.2} GB; \
+         timing one append costs {} (two TSC reads, median); files under {}",
         config.records,
         config.durable_records,
         config.tail_records,
         format_rate(config.tail_rate_per_sec),
+        config.segment_len >> 20,
         config.rss_bytes as f64 / 1e9,
         format_ns(clock_ns),
         config.dir.display()

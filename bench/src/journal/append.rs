@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use quanta::Clock;
+use sequent_journal::format::record_footprint;
 use sequent_journal::{Config, Durability, Writer};
 
 use super::baseline::{FramedWriter, HEADER_LEN};
@@ -43,17 +44,21 @@ pub(super) fn run(
     let segment_mib = config.segment_len >> 20;
 
     let path = dir.join(format!("append-{payload_len}-journal"));
+    let faults_before = thread_page_faults();
     let elapsed = journal_pass(config, &path, records, payload_len, None)?;
+    let faults = thread_page_faults().saturating_sub(faults_before);
     remove(&path)?;
     let mut hist = new_histogram();
+    let mut stalls = Stalls::default();
     journal_pass(
         config,
         &path,
         records,
         payload_len,
-        Some((&clock, &mut hist)),
+        Some((&clock, &mut hist, &mut stalls)),
     )?;
     remove(&path)?;
+    let rolls = records * record_footprint(payload_len as u32) / config.segment_len;
     let journal = Row::new(
         Section::Append,
         IMPL_JOURNAL,
@@ -64,23 +69,83 @@ pub(super) fn run(
     .with_rate(elapsed)
     .with_latency("per append", &hist)
     .with_note(format!(
-        "Durability::None, {segment_mib} MiB segments, rolls included"
+        "Durability::None, {segment_mib} MiB segments, {rolls} rolls; \
+             {:.1} page faults per 1000 appends; {}",
+        faults as f64 * 1000.0 / records as f64,
+        stalls.describe()
     ));
 
     let path = dir.join(format!("append-{payload_len}-plain"));
     let elapsed = baseline_pass(&path, records, payload_len, None)?;
     remove(&path)?;
     let mut hist = new_histogram();
-    baseline_pass(&path, records, payload_len, Some((&clock, &mut hist)))?;
+    let mut stalls = Stalls::default();
+    baseline_pass(
+        &path,
+        records,
+        payload_len,
+        Some((&clock, &mut hist, &mut stalls)),
+    )?;
     remove(&path)?;
     let baseline = Row::new(Section::Append, IMPL_BUFWRITER, case, payload_len, records)
         .with_rate(elapsed)
         .with_latency("per append", &hist)
-        .with_note("64 KiB BufWriter, 24 B header, no sync");
+        .with_note(format!(
+            "64 KiB BufWriter, 24 B header, no sync; {}",
+            stalls.describe()
+        ));
     Ok(vec![journal, baseline])
 }
 
-type Timing<'a> = Option<(&'a Clock, &'a mut Histogram<u64>)>;
+type Timing<'a> = Option<(&'a Clock, &'a mut Histogram<u64>, &'a mut Stalls)>;
+
+/// An append slower than this is a stall (a segment roll, a `write(2)` that waited for the disk,
+/// a preemption): counted with its time, so a reader sees what the mean is made of.
+const STALL_NS: u64 = 100_000;
+
+/// Appends slower than [`STALL_NS`].
+#[derive(Debug, Default)]
+struct Stalls {
+    count: u64,
+    total_ns: u64,
+}
+
+impl Stalls {
+    #[inline]
+    fn add(&mut self, ns: u64) {
+        if ns > STALL_NS {
+            self.count += 1;
+            self.total_ns += ns;
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} appends > {} took {} in all",
+            self.count,
+            crate::report::format_ns(STALL_NS),
+            crate::report::format_ns(self.total_ns)
+        )
+    }
+}
+
+/// Minor and major page faults of the calling thread so far (/proc/thread-self/stat fields 10
+/// and 12), 0 if unreadable.
+fn thread_page_faults() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| parse_faults(&stat))
+        .unwrap_or(0)
+}
+
+fn parse_faults(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis start at 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let minor: u64 = fields.get(10 - 3)?.parse().ok()?;
+    let major: u64 = fields.get(12 - 3)?.parse().ok()?;
+    Some(minor + major)
+}
 
 /// Appends `records` records to a new journal in `path`; returns the time the appends took.
 fn journal_pass(
@@ -108,13 +173,15 @@ fn journal_pass(
                 last = writer.append(KIND, sequence, &payload)?;
             }
         }
-        Some((clock, hist)) => {
+        Some((clock, hist, stalls)) => {
             for sequence in 1..=records {
                 fill_payload(&mut payload, sequence);
                 let start = clock.raw();
                 last = writer.append(KIND, sequence, &payload)?;
                 let end = clock.raw();
-                record(hist, clock.delta_as_nanos(start, end));
+                let ns = clock.delta_as_nanos(start, end);
+                record(hist, ns);
+                stalls.add(ns);
             }
         }
     }
@@ -152,7 +219,7 @@ fn baseline_pass(
                     .map_err(BenchError::io(path))?;
             }
         }
-        Some((clock, hist)) => {
+        Some((clock, hist, stalls)) => {
             for sequence in 1..=records {
                 fill_payload(&mut payload, sequence);
                 let start = clock.raw();
@@ -160,7 +227,9 @@ fn baseline_pass(
                     .append(KIND, sequence, sequence, &payload)
                     .map_err(BenchError::io(path))?;
                 let end = clock.raw();
-                record(hist, clock.delta_as_nanos(start, end));
+                let ns = clock.delta_as_nanos(start, end);
+                record(hist, ns);
+                stalls.add(ns);
             }
         }
     }
@@ -178,15 +247,29 @@ fn baseline_pass(
     Ok(elapsed)
 }
 
-/// The smallest of many back-to-back TSC reads converted to ns: what timing one append adds.
+/// The median of many back-to-back TSC reads converted to ns: what timing one append adds (and
+/// the clock's granularity: a VM may advance the TSC in steps of several ns).
 pub fn clock_overhead_ns() -> u64 {
     let clock = Clock::new();
-    (0..10_000)
+    let mut deltas: Vec<u64> = (0..10_001)
         .map(|_| {
             let start = clock.raw();
             let end = clock.raw();
             clock.delta_as_nanos(start, end)
         })
-        .min()
-        .unwrap_or(0)
+        .collect();
+    deltas.sort_unstable();
+    deltas[deltas.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_fields_10_and_12_after_the_command_name() {
+        let stat = "42 (a b) R 1 42 42 0 -1 4194560 150 0 7 0 3 1";
+        assert_eq!(parse_faults(stat), Some(157));
+        assert!(thread_page_faults() > 0);
+    }
 }

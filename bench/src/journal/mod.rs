@@ -186,6 +186,8 @@ pub struct Row {
     /// What the percentiles time (`per append`, `per batch commit`, `append to visible`), or
     /// `None` when the row has no latency.
     pub latency: Option<String>,
+    /// Mean of the same histogram: beside p50 it shows how much the rare slow events weigh.
+    pub mean_ns: Option<u64>,
     pub p50_ns: Option<u64>,
     pub p99_ns: Option<u64>,
     pub p999_ns: Option<u64>,
@@ -220,6 +222,7 @@ impl Row {
             payload_mb_per_sec: 0.0,
             vs_baseline: None,
             latency: None,
+            mean_ns: None,
             p50_ns: None,
             p99_ns: None,
             p999_ns: None,
@@ -246,6 +249,7 @@ impl Row {
     fn with_latency(mut self, what: &str, hist: &Histogram<u64>) -> Self {
         if !hist.is_empty() {
             self.latency = Some(what.to_owned());
+            self.mean_ns = Some(hist.mean().round() as u64);
             self.p50_ns = Some(hist.value_at_quantile(0.50));
             self.p99_ns = Some(hist.value_at_quantile(0.99));
             self.p999_ns = Some(hist.value_at_quantile(0.999));

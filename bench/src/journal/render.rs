@@ -6,7 +6,7 @@ use super::Row;
 use crate::machine::Machine;
 use crate::report::{format_ns, format_rate};
 
-const HEADERS: [&str; 12] = [
+const HEADERS: [&str; 13] = [
     "section",
     "impl",
     "case",
@@ -14,6 +14,7 @@ const HEADERS: [&str; 12] = [
     "records/s",
     "MB/s",
     "vs baseline",
+    "mean",
     "p50",
     "p99",
     "p99.9",
@@ -21,12 +22,12 @@ const HEADERS: [&str; 12] = [
     "latency of / note",
 ];
 
-/// Columns 3..=10 hold figures and align right.
+/// Columns 3..=11 hold figures and align right.
 fn is_figure_column(index: usize) -> bool {
-    (3..=10).contains(&index)
+    (3..=11).contains(&index)
 }
 
-fn cells(row: &Row) -> [String; 12] {
+fn cells(row: &Row) -> [String; 13] {
     let ns = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), format_ns);
     let note = match &row.latency {
         Some(latency) => format!("{latency}; {}", row.note),
@@ -41,6 +42,7 @@ fn cells(row: &Row) -> [String; 12] {
         format!("{:.0}", row.payload_mb_per_sec),
         row.vs_baseline
             .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x")),
+        ns(row.mean_ns),
         ns(row.p50_ns),
         ns(row.p99_ns),
         ns(row.p999_ns),
@@ -51,7 +53,7 @@ fn cells(row: &Row) -> [String; 12] {
 
 /// A plain-text table with aligned columns (the note column last and unpadded).
 pub fn render_table(rows: &[Row]) -> String {
-    let body: Vec<[String; 12]> = rows.iter().map(cells).collect();
+    let body: Vec<[String; 13]> = rows.iter().map(cells).collect();
     let mut widths = HEADERS.map(str::len);
     for line in &body {
         for (width, cell) in widths.iter_mut().zip(line) {
@@ -109,7 +111,7 @@ pub fn render_markdown(machine: &Machine, command: &str, clock_ns: u64, rows: &[
     );
     let _ = writeln!(
         out,
-        "| cost of one timing (two TSC reads) | {} |\n",
+        "| cost of one timing (two TSC reads, median) | {} |\n",
         format_ns(clock_ns)
     );
     let _ = writeln!(out, "| {} |", HEADERS.join(" | "));

@@ -79,6 +79,101 @@ pub enum Slot<'a> {
     Invalid(&'static str),
 }
 
+/// A preallocated, mapped file under a temporary name, waiting to become the next segment: the
+/// housekeeping thread makes one ahead of time so that a roll costs the appender one `rename`
+/// instead of a create, an `fallocate` and an `mmap`.
+#[derive(Debug)]
+pub struct Spare {
+    map: MmapRaw,
+    file: File,
+    temp: PathBuf,
+}
+
+impl Spare {
+    /// Creates and preallocates `segment_len` bytes under a temporary name in `dir` (removed by
+    /// the next writer's open if never used).
+    pub fn create(dir: &Path, segment_len: u64) -> Result<Self, Error> {
+        static SPARES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        assert!((SEGMENT_LEN_MIN..=SEGMENT_LEN_MAX).contains(&segment_len));
+        assert!(
+            segment_len % 4096 == 0,
+            "segment length must be a multiple of the page size"
+        );
+        let temp = dir.join(format!(
+            "spare-{}-{}.tmp",
+            std::process::id(),
+            SPARES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let io_error = |source: io::Error| Error::Io {
+            path: temp.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(io_error)?;
+        preallocate(&file, segment_len).map_err(io_error)?;
+        let map = MmapOptions::new()
+            .len(segment_len as usize)
+            .map_raw(&file)
+            .map_err(io_error)?;
+        Ok(Self { map, file, temp })
+    }
+
+    /// Its length.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Removes the unused file (best effort: the next writer's open removes leftovers too).
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+
+    /// Never true.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// Writes the segment header into the mapping and renames the file to its segment name: one
+    /// system call. The header page and the directory are synced later by whoever makes the
+    /// segment's records durable.
+    pub fn activate(
+        self,
+        dir: &Path,
+        journal_id: [u8; 16],
+        segment_index: u64,
+        first_sequence: u64,
+    ) -> Result<Segment, Error> {
+        let path = dir.join(segment_file_name(first_sequence));
+        let header = SegmentHeader::new(journal_id, segment_index, first_sequence, self.len());
+        // SAFETY: the mapping is at least SEGMENT_LEN_MIN bytes and the file still has its
+        // temporary name, which no reader looks for: nobody else reads or writes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                header.as_bytes().as_ptr(),
+                self.map.as_mut_ptr(),
+                size_of::<SegmentHeader>(),
+            );
+        }
+        std::fs::rename(&self.temp, &path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Segment {
+            map: self.map,
+            path,
+            header,
+            file: self.file,
+        })
+    }
+}
+
 /// The frame at an offset, unchecked beyond its bounds (see [`Segment::peek`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek {
@@ -110,49 +205,15 @@ impl Segment {
         first_sequence: u64,
         segment_len: u64,
     ) -> Result<Self, Error> {
-        assert!((SEGMENT_LEN_MIN..=SEGMENT_LEN_MAX).contains(&segment_len));
-        assert!(
-            segment_len % 4096 == 0,
-            "segment length must be a multiple of the page size"
-        );
-        let path = dir.join(segment_file_name(first_sequence));
-        let temp = dir.join(format!("{}.tmp", segment_file_name(first_sequence)));
-        let io_error = |source: io::Error| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(io_error)?;
-        preallocate(&file, segment_len).map_err(io_error)?;
-        let map = MmapOptions::new()
-            .len(segment_len as usize)
-            .map_raw(&file)
-            .map_err(io_error)?;
-        let header = SegmentHeader::new(journal_id, segment_index, first_sequence, segment_len);
-        // SAFETY: the mapping is `segment_len` ≥ 4096 bytes and this file is new: nobody else maps
-        // it yet (it still has its temporary name).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                header.as_bytes().as_ptr(),
-                map.as_mut_ptr(),
-                size_of::<SegmentHeader>(),
-            );
-        }
-        map.flush_range(0, size_of::<SegmentHeader>())
-            .map_err(io_error)?;
-        std::fs::rename(&temp, &path).map_err(io_error)?;
+        let segment = Spare::create(dir, segment_len)?.activate(
+            dir,
+            journal_id,
+            segment_index,
+            first_sequence,
+        )?;
+        segment.flush(0, 4096)?;
         sync_dir(dir)?;
-        Ok(Self {
-            map,
-            path,
-            header,
-            file,
-        })
+        Ok(segment)
     }
 
     /// Maps an existing segment and checks its header. `writable` maps it read-write (for the

@@ -26,7 +26,7 @@ use crate::format::{
 };
 use crate::merkle::Hash;
 use crate::seal::{ScanEnd, Seal, scan_segment};
-use crate::segment::{Segment, Slot};
+use crate::segment::{Segment, Slot, Spare};
 
 /// When appended records reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,8 @@ pub struct OpenReport {
     pub next_sequence: u64,
     /// Leftover temporary files removed.
     pub removed_temporaries: usize,
+    /// A newest segment whose header never reached the disk, removed.
+    pub removed_unfinished: Option<PathBuf>,
 }
 
 /// A torn tail removed on open: a record whose append a crash interrupted.
@@ -141,6 +143,10 @@ struct Shared {
     failure: Mutex<Option<String>>,
     durable_lock: Mutex<()>,
     durable_changed: Condvar,
+    /// The next segment's file, made ahead by the housekeeper; taken by the writer on roll.
+    spare: Mutex<Option<Spare>>,
+    /// Length of new segments.
+    segment_len: u64,
 }
 
 const OFFSET_BITS: u32 = 40;
@@ -237,7 +243,22 @@ impl Writer {
             source,
         })?;
         let lock_file = take_lock(dir)?;
-        let listing = Listing::read(dir)?;
+        let mut listing = Listing::read(dir)?;
+        // A segment made from a spare whose header never reached the disk (power loss right after
+        // a roll): none of its records was durable (the header is synced before any is), so it
+        // goes, and the segment before it, which ends with its marker, is continued.
+        let mut removed_unfinished = None;
+        if listing.segments.len() > 1
+            && let Some((&first, path)) = listing.segments.last_key_value()
+            && header_is_blank(path)
+        {
+            std::fs::remove_file(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            removed_unfinished = Some(path.clone());
+            listing.segments.remove(&first);
+        }
         let mut removed_temporaries = 0;
         for temp in &listing.temporaries {
             std::fs::remove_file(temp).map_err(|source| Error::Io {
@@ -312,6 +333,8 @@ impl Writer {
             failure: Mutex::new(None),
             durable_lock: Mutex::new(()),
             durable_changed: Condvar::new(),
+            spare: Mutex::new(None),
+            segment_len,
         });
         let first_unsealed = lock(&shared.unsealed)[0].index();
         let mut housekeeper = Housekeeper {
@@ -320,6 +343,7 @@ impl Writer {
             synced_index: first_unsealed,
             synced_offset: RECORDS_OFFSET,
             hinted: 0,
+            announced: active.index(),
         };
         // Everything before this open is synced now, so the durable sequence starts true.
         housekeeper.sync_round(true)?;
@@ -352,6 +376,7 @@ impl Writer {
                 truncated,
                 next_sequence,
                 removed_temporaries,
+                removed_unfinished,
             },
         })
     }
@@ -474,13 +499,26 @@ impl Writer {
             self.active
                 .write_record(self.offset, self.next_sequence, 0, KIND_SEGMENT_END, &[]);
         }
-        let next = Arc::new(Segment::create(
-            &self.shared.dir,
-            self.journal_id,
-            self.active.index() + 1,
-            self.next_sequence,
-            self.segment_len,
-        )?);
+        // The housekeeper's spare makes this one `rename`; without one (it is behind, or the
+        // configured length changed) the segment is created here.
+        let spare = lock(&self.shared.spare)
+            .take()
+            .filter(|spare| spare.len() == self.segment_len);
+        let next = Arc::new(match spare {
+            Some(spare) => spare.activate(
+                &self.shared.dir,
+                self.journal_id,
+                self.active.index() + 1,
+                self.next_sequence,
+            )?,
+            None => Segment::create(
+                &self.shared.dir,
+                self.journal_id,
+                self.active.index() + 1,
+                self.next_sequence,
+                self.segment_len,
+            )?,
+        });
         lock(&self.shared.unsealed).push_back(Arc::clone(&next));
         self.active = next;
         self.offset = RECORDS_OFFSET;
@@ -656,14 +694,23 @@ struct Housekeeper {
     synced_offset: u64,
     /// The durable hint last written into a header.
     hinted: u64,
+    /// Segments up to this index have their header page and directory entry on disk.
+    announced: u64,
 }
 
 impl Housekeeper {
     fn run(mut self) {
+        // True while full segments wait for their seal: the next round starts at once.
+        let mut backlog = false;
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
             let sync = stopping || self.shared.durability != Durability::None;
-            let result = self.sync_round(sync).and_then(|()| self.seal_round());
+            let result = self
+                .sync_round(sync)
+                .and_then(|()| self.seal_round())
+                .map(|more| {
+                    backlog = more;
+                });
             if let Err(error) = result {
                 *lock(&self.shared.failure) = Some(error.to_string());
                 self.shared.failed.store(true, Ordering::Release);
@@ -671,7 +718,19 @@ impl Housekeeper {
                 return;
             }
             if stopping {
+                if let Some(spare) = lock(&self.shared.spare).take() {
+                    spare.discard();
+                }
                 return;
+            }
+            if let Err(error) = self.make_spare() {
+                *lock(&self.shared.failure) = Some(error.to_string());
+                self.shared.failed.store(true, Ordering::Release);
+                self.notify_durable();
+                return;
+            }
+            if backlog {
+                continue;
             }
             match self.shared.durability {
                 Durability::None => thread::park(),
@@ -680,6 +739,16 @@ impl Housekeeper {
                 }
             }
         }
+    }
+
+    /// Makes the next segment's file ahead of the roll that will need it.
+    fn make_spare(&self) -> Result<(), Error> {
+        if lock(&self.shared.spare).is_some() {
+            return Ok(());
+        }
+        let spare = Spare::create(&self.shared.dir, self.shared.segment_len)?;
+        *lock(&self.shared.spare) = Some(spare);
+        Ok(())
     }
 
     fn notify_durable(&self) {
@@ -696,6 +765,19 @@ impl Housekeeper {
             return Ok(());
         }
         let segments: Vec<Arc<Segment>> = lock(&self.shared.unsealed).iter().cloned().collect();
+        // A segment made from a spare has its header and name only in memory: put them on disk
+        // before any of its records is called durable.
+        let mut renamed = false;
+        for segment in &segments {
+            if segment.index() > self.announced && segment.index() <= index {
+                segment.flush(0, 4096)?;
+                self.announced = segment.index();
+                renamed = true;
+            }
+        }
+        if renamed {
+            crate::segment::sync_dir(&self.shared.dir)?;
+        }
         for segment in &segments {
             if segment.index() < self.synced_index || segment.index() > index {
                 continue;
@@ -726,13 +808,14 @@ impl Housekeeper {
         Ok(())
     }
 
-    /// Seals every full segment (all but the active one).
-    fn seal_round(&mut self) -> Result<(), Error> {
-        loop {
+    /// Seals the oldest full segment, if any; true when more wait. One per round, so that syncing
+    /// (and the durable sequence) never waits behind a backlog of seals.
+    fn seal_round(&mut self) -> Result<bool, Error> {
+        {
             let (segment, next_first) = {
                 let unsealed = lock(&self.shared.unsealed);
                 if unsealed.len() < 2 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 (Arc::clone(&unsealed[0]), unsealed[1].first_sequence())
             };
@@ -762,7 +845,9 @@ impl Housekeeper {
             }
             Seal::from_summary(&segment, &summary).write(&self.shared.dir)?;
             self.chain = summary.chain_end;
-            lock(&self.shared.unsealed).pop_front();
+            let mut unsealed = lock(&self.shared.unsealed);
+            unsealed.pop_front();
+            Ok(unsealed.len() >= 2)
         }
     }
 }
@@ -893,6 +978,15 @@ fn unsealed_segments(
     }
     let _ = dir;
     Ok((unsealed, chain))
+}
+
+/// True when the file's first page is all zero: a segment whose header was never written back.
+fn header_is_blank(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt as _;
+    let mut page = [0u8; 4096];
+    File::open(path)
+        .and_then(|file| file.read_exact_at(&mut page, 0))
+        .is_ok_and(|()| page.iter().all(|&b| b == 0))
 }
 
 fn take_lock(dir: &Path) -> Result<File, Error> {

@@ -10,7 +10,6 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use common::{TempDir, kind, payload, small_config};
 use proptest::prelude::*;
@@ -27,9 +26,8 @@ struct Layout {
     records: u64,
 }
 
-fn base() -> &'static (TempDir, Layout) {
-    static BASE: OnceLock<(TempDir, Layout)> = OnceLock::new();
-    BASE.get_or_init(|| {
+fn base() -> (TempDir, Layout) {
+    {
         let dir = TempDir::new("corruption-base");
         let mut writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
         for sequence in 1..=180 {
@@ -73,7 +71,7 @@ fn base() -> &'static (TempDir, Layout) {
                 records: 180,
             },
         )
-    })
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -118,7 +116,7 @@ fn read_all(dir: &Path) -> (u64, bool) {
 
 #[test]
 fn a_damaged_byte_is_found_or_harmless() {
-    let (base_dir, layout) = base();
+    let (base_dir, layout) = &base();
     let mut config = ProptestConfig::with_cases(96);
     config.failure_persistence = None;
     if let Ok(seed) = std::env::var("PROPTEST_RNG_SEED") {

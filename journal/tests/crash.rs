@@ -81,7 +81,16 @@ fn sigkill_at_random_points_loses_nothing_durable() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Kill the child even when an assertion below fails, or it appends forever.
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
         let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(child);
         let (sender, receiver) = mpsc::channel();
         let lines = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -106,8 +115,8 @@ fn sigkill_at_random_points_loses_nothing_durable() {
         }
         let delay = 1 + next_random(&mut random) % 40;
         std::thread::sleep(Duration::from_millis(delay));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         lines.join().unwrap();
         let mut reported = 0u64;
         for line in seen.into_iter().chain(receiver.try_iter()) {

@@ -291,3 +291,40 @@ fn a_crash_between_end_marker_and_next_segment_resumes() {
     assert!(report.is_intact(), "{:?}", report.problems);
     assert_eq!(report.last_sequence, Some(last + 1));
 }
+
+#[test]
+fn a_new_segment_whose_header_never_reached_the_disk_is_removed() {
+    use sequent_journal::format::{KIND_SEGMENT_END, RecordHeader, frame_word, record_crc};
+    use zerocopy::IntoBytes;
+    let dir = TempDir::new("blank-header");
+    write_journal(dir.path(), 100);
+    let (first, last) = last_segment_range(dir.path());
+    // The roll's marker reached the disk, the new segment's header did not (power loss).
+    let mut marker = RecordHeader {
+        frame: frame_word(KIND_SEGMENT_END, 0).into(),
+        sequence: (last + 1).into(),
+        timestamp_ns: 0.into(),
+        crc32c: 0.into(),
+        reserved: 0.into(),
+    };
+    marker.crc32c = record_crc(&marker, &[]).into();
+    patch(
+        &last_segment(dir.path()),
+        records_end(first, last),
+        marker.as_bytes(),
+    );
+    let blank = dir
+        .path()
+        .join(sequent_journal::format::segment_file_name(last + 1));
+    std::fs::write(&blank, vec![0u8; 4 * 4096]).unwrap();
+
+    let writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
+    assert_eq!(
+        writer.open_report().removed_unfinished.as_ref(),
+        Some(&blank)
+    );
+    assert_eq!(writer.next_sequence(), last + 1);
+    writer.close().unwrap();
+    let report = verify(dir.path(), |_| {}).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+}

@@ -134,12 +134,6 @@ impl Spare {
         let _ = std::fs::remove_file(&self.temp);
     }
 
-    /// Never true.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
-    }
-
     /// Writes the segment header into the mapping and renames the file to its segment name: one
     /// system call. The header page and the directory are synced later by whoever makes the
     /// segment's records durable.

@@ -17,11 +17,13 @@ use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestRunner};
 use sequent_journal::format::{RECORD_HEADER_LEN, RECORDS_OFFSET};
 use sequent_journal::{Durability, Listing, Reader, Writer, verify};
 
+/// A segment file, the byte ranges whose damage must be detected, and its length.
+type SegmentLayout = (PathBuf, Vec<(u64, u64)>, u64);
+
 /// Where the bytes that matter are, per segment file.
 #[derive(Debug)]
 struct Layout {
-    /// (file, byte ranges whose damage must be detected, total file length)
-    segments: Vec<(PathBuf, Vec<(u64, u64)>, u64)>,
+    segments: Vec<SegmentLayout>,
     seals: Vec<(PathBuf, u64)>,
     records: u64,
 }

@@ -96,8 +96,8 @@ impl Frame {
     }
 }
 
-/// The 32-byte record header. The CRC32C covers bytes `0..24` of the header (frame word,
-/// sequence, timestamp) and then the payload (not the padding).
+/// The 32-byte record header. The CRC32C covers every header byte but its own four (bytes
+/// `0..24` and `28..32`) and then the payload (not the padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
 pub struct RecordHeader {
@@ -109,7 +109,7 @@ pub struct RecordHeader {
     /// Caller-supplied time of the record (sequenced time, nanoseconds); the journal never reads a
     /// clock.
     pub timestamp_ns: U64,
-    /// The record's first 24 bytes, then its payload, through CRC32C (Castagnoli).
+    /// Header bytes `0..24` and `28..32`, then the payload, through CRC32C (Castagnoli).
     pub crc32c: U32,
     /// Zero; reserved.
     pub reserved: U32,
@@ -117,11 +117,12 @@ pub struct RecordHeader {
 
 const _: () = assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_LEN);
 
-/// The CRC32C of a record: header bytes `0..24`, then the payload.
+/// The CRC32C of a record: header bytes `0..24`, then `28..32`, then the payload.
 #[must_use]
 pub fn record_crc(header: &RecordHeader, payload: &[u8]) -> u32 {
     let bytes = header.as_bytes();
-    crc32c::crc32c_append(crc32c::crc32c(&bytes[..24]), payload)
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[..24]), &bytes[28..32]);
+    crc32c::crc32c_append(crc, payload)
 }
 
 /// The segment header at offset 0 of every segment file. Everything up to `header_crc32c` is
@@ -146,7 +147,7 @@ pub struct SegmentHeader {
     pub first_sequence: U64,
     /// The file's length; records never cross it.
     pub segment_len: U64,
-    /// CRC32C of the bytes above.
+    /// CRC32C of bytes `0..56` and `60..64`.
     pub header_crc32c: U32,
     /// Zero.
     pub reserved: U32,
@@ -158,7 +159,7 @@ pub struct SegmentHeader {
 
 /// Byte offset of `durable_hint` in the segment header.
 pub const DURABLE_HINT_OFFSET: usize = 64;
-/// Bytes covered by `header_crc32c`.
+/// `header_crc32c` sits here; it covers the bytes before it and the four after it.
 pub const SEGMENT_HEADER_CRC_LEN: usize = 56;
 const _: () = assert!(size_of::<SegmentHeader>() == 72);
 const _: () = assert!(std::mem::offset_of!(SegmentHeader, durable_hint) == DURABLE_HINT_OFFSET);
@@ -190,10 +191,15 @@ impl SegmentHeader {
         header
     }
 
-    /// CRC32C of the immutable part.
+    /// CRC32C of the immutable part: bytes `0..56`, then `60..64` (everything before the
+    /// durable hint but the CRC itself).
     #[must_use]
     pub fn compute_crc(&self) -> u32 {
-        crc32c::crc32c(&self.as_bytes()[..SEGMENT_HEADER_CRC_LEN])
+        let bytes = self.as_bytes();
+        crc32c::crc32c_append(
+            crc32c::crc32c(&bytes[..SEGMENT_HEADER_CRC_LEN]),
+            &bytes[SEGMENT_HEADER_CRC_LEN + 4..DURABLE_HINT_OFFSET],
+        )
     }
 }
 

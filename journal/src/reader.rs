@@ -194,6 +194,26 @@ impl Reader {
 
     /// Maps the segment holding `next_sequence`; false when there is none yet.
     fn open_segment(&mut self) -> Result<bool, Error> {
+        if self.finished.is_some() {
+            // Past an end marker the next segment's name is known: one `open`, no directory
+            // listing, for a tailing reader polling for it.
+            let path = self
+                .dir
+                .join(crate::format::segment_file_name(self.next_sequence));
+            return match Segment::open(&path, false) {
+                Ok(segment) => {
+                    self.offset = RECORDS_OFFSET;
+                    self.released = 0;
+                    self.finished = None;
+                    self.segment = Some(segment);
+                    Ok(true)
+                }
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Ok(false)
+                }
+                Err(error) => Err(error),
+            };
+        }
         let listing = Listing::read(&self.dir)?;
         let Some((first, path)) = listing.segment_for(self.next_sequence) else {
             let first = listing.segments.keys().next().copied().unwrap_or(0);
@@ -203,11 +223,6 @@ impl Reader {
                 last: crate::recover::bounds(&self.dir).map_or(0, |b| b.last_sequence),
             });
         };
-        if self.finished == Some(first) {
-            // The writer ended this segment and has not created the next one yet (or, when not
-            // following, crashed between the two): nothing more to read for now.
-            return Ok(false);
-        }
         let segment = Segment::open(path, false)?;
         self.offset = match listing.seals.get(&first) {
             Some(seal_path) if self.next_sequence > first => {

@@ -120,6 +120,7 @@ impl Spare {
             .len(segment_len as usize)
             .map_raw(&file)
             .map_err(io_error)?;
+        populate(&map, 0);
         Ok(Self { map, file, temp })
     }
 
@@ -507,6 +508,12 @@ impl Segment {
         self.frame_atomic(offset).store(word, Ordering::Release);
     }
 
+    /// Takes the first-write faults of the unwritten space from `offset` on now (see `populate`):
+    /// the writer calls this at open for the segment it will append to.
+    pub fn populate_from(&self, offset: u64) {
+        populate(&self.map, offset);
+    }
+
     /// Zeroes `offset..end` (a torn tail) and syncs it, so the next append starts on clean bytes.
     pub fn zero_range(&self, offset: u64, end: u64) -> Result<(), Error> {
         assert!(offset >= RECORDS_OFFSET && offset <= end && end <= self.len());
@@ -579,6 +586,37 @@ impl Segment {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+/// Takes the first-write page faults of `map[from..]` now, on the calling thread, instead of in
+/// the appender: on ext4 the first store into each page of a preallocated (unwritten) extent
+/// faults into the file system and can stall for milliseconds. `MADV_POPULATE_WRITE` (Linux 5.14)
+/// does it in one call; older kernels get one atomic store of zero per page (the bytes are zero
+/// already, and frame words are only ever accessed atomically).
+fn populate(map: &MmapRaw, from: u64) {
+    let start = (from + 4095) & !4095;
+    let len = map.len() as u64;
+    if start >= len {
+        return;
+    }
+    if map
+        .advise_range(
+            memmap2::Advice::PopulateWrite,
+            start as usize,
+            (len - start) as usize,
+        )
+        .is_ok()
+    {
+        return;
+    }
+    let mut page = start;
+    while page < len {
+        // SAFETY: in bounds and 8-aligned (page-aligned); the word is zero (unwritten space past
+        // the records) and stays zero; every other access to it is atomic too.
+        unsafe { AtomicU64::from_ptr(map.as_mut_ptr().add(page as usize).cast::<u64>()) }
+            .store(0, Ordering::Relaxed);
+        page += 4096;
     }
 }
 

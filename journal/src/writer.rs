@@ -138,6 +138,8 @@ struct Shared {
     unsealed: Mutex<VecDeque<Arc<Segment>>>,
     /// Set by the writer on close.
     stop: AtomicBool,
+    /// Set by [`Writer::sync`]: the housekeeper syncs on its next round whatever the policy.
+    sync_requested: AtomicBool,
     /// Set by the housekeeper when a sync or seal failed; appends fail from then on.
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -314,6 +316,8 @@ impl Writer {
                     }
                 }
             };
+        // Start-up pays the first-write faults of the active segment, not the first appends.
+        active.populate_from(offset);
         let active = Arc::new(active);
         let journal_id = active.journal_id();
         let mut unsealed: VecDeque<Arc<Segment>> = unsealed_before.into();
@@ -329,6 +333,7 @@ impl Writer {
             durable: AtomicU64::new(0),
             unsealed: Mutex::new(unsealed),
             stop: AtomicBool::new(false),
+            sync_requested: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             durable_lock: Mutex::new(()),
@@ -343,6 +348,7 @@ impl Writer {
             synced_index: first_unsealed,
             synced_offset: RECORDS_OFFSET,
             hinted: 0,
+            hint_unsynced: false,
             announced: active.index(),
         };
         // Everything before this open is synced now, so the durable sequence starts true.
@@ -530,23 +536,21 @@ impl Writer {
         Ok(())
     }
 
-    /// Syncs everything appended so far, on this thread, and returns the durable sequence.
+    /// Syncs everything appended so far (through the housekeeping thread, whatever the policy)
+    /// and returns the durable sequence.
     pub fn sync(&mut self) -> Result<u64, Error> {
         let written = self.next_sequence - 1;
-        self.wake_housekeeper();
         let watch = self.durable_watch();
-        // The housekeeper syncs on wake in every policy but `None`; for `None` sync here.
-        if self.shared.durability == Durability::None {
-            for segment in lock(&self.shared.unsealed).iter() {
-                segment.flush(0, segment.len())?;
-            }
-            self.shared.durable.fetch_max(written, Ordering::AcqRel);
-            return Ok(written);
-        }
-        while !watch.wait_durable(written, Duration::from_secs(1)) {
+        // Release: pairs with the housekeeper's AcqRel swap.
+        self.shared.sync_requested.store(true, Ordering::Release);
+        self.wake_housekeeper();
+        while !watch.wait_durable(written, Duration::from_millis(100)) {
             if self.shared.failed.load(Ordering::Acquire) {
                 return Err(self.failure());
             }
+            // A request that raced with a round already past its check is picked up here.
+            self.shared.sync_requested.store(true, Ordering::Release);
+            self.wake_housekeeper();
         }
         Ok(self.durable_sequence())
     }
@@ -692,8 +696,10 @@ struct Housekeeper {
     /// Everything before (`synced_index`, `synced_offset`) is on disk.
     synced_index: u64,
     synced_offset: u64,
-    /// The durable hint last written into a header.
+    /// The durable hint last stored into a header.
     hinted: u64,
+    /// True while the stored hint has not been synced.
+    hint_unsynced: bool,
     /// Segments up to this index have their header page and directory entry on disk.
     announced: u64,
 }
@@ -704,7 +710,9 @@ impl Housekeeper {
         let mut backlog = false;
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
-            let sync = stopping || self.shared.durability != Durability::None;
+            // AcqRel: the request pairs with the writer's Release in `sync`.
+            let requested = self.shared.sync_requested.swap(false, Ordering::AcqRel);
+            let sync = stopping || requested || self.shared.durability != Durability::None;
             let result = self
                 .sync_round(sync)
                 .and_then(|()| self.seal_round())
@@ -717,7 +725,18 @@ impl Housekeeper {
                 self.notify_durable();
                 return;
             }
+            if backlog {
+                continue;
+            }
             if stopping {
+                // A clean stop leaves the hint on disk too.
+                if self.hint_unsynced
+                    && let Some(active) = lock(&self.shared.unsealed).back().cloned()
+                    && let Err(error) = active.flush(0, 4096)
+                {
+                    *lock(&self.shared.failure) = Some(error.to_string());
+                    self.shared.failed.store(true, Ordering::Release);
+                }
                 if let Some(spare) = lock(&self.shared.spare).take() {
                     spare.discard();
                 }
@@ -728,9 +747,6 @@ impl Housekeeper {
                 self.shared.failed.store(true, Ordering::Release);
                 self.notify_durable();
                 return;
-            }
-            if backlog {
-                continue;
             }
             match self.shared.durability {
                 Durability::None => thread::park(),
@@ -782,7 +798,7 @@ impl Housekeeper {
             if segment.index() < self.synced_index || segment.index() > index {
                 continue;
             }
-            let start = if segment.index() == self.synced_index {
+            let mut start = if segment.index() == self.synced_index {
                 self.synced_offset
             } else {
                 RECORDS_OFFSET
@@ -792,13 +808,20 @@ impl Housekeeper {
             } else {
                 segment.len()
             };
-            segment.flush(start, end)?;
-            if segment.index() == index && self.hinted < written {
-                // After the data: the hint on disk never claims more than is on disk.
-                segment.set_durable_hint(written);
-                segment.flush(0, 4096)?;
-                self.hinted = written;
+            if segment.index() == index && self.hint_unsynced {
+                // The hint stored after the last round's sync rides along with this one: one
+                // msync, not two.
+                start = 0;
+                self.hint_unsynced = false;
             }
+            segment.flush(start, end)?;
+        }
+        // After the data is on disk, the hint may say so: it reaches the disk with the next sync
+        // (or earlier, by the kernel's writeback), and never claims more than the disk holds.
+        if let Some(active) = segments.iter().find(|s| s.index() == index) {
+            active.set_durable_hint(written);
+            self.hinted = written;
+            self.hint_unsynced = true;
         }
         self.synced_index = index;
         self.synced_offset = offset;

@@ -149,8 +149,9 @@ fn a_damaged_byte_is_found_or_harmless() {
             if must_detect {
                 prop_assert!(
                     !report.is_intact(),
-                    "damage at {} offset {len} went unnoticed",
-                    target.display()
+                    "damage at {} offset {len} went unnoticed (notes {:?})",
+                    target.display(),
+                    report.notes
                 );
             } else {
                 prop_assert!(

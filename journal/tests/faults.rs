@@ -201,7 +201,10 @@ fn a_recomputed_checksum_does_not_hide_an_edit_from_the_chain() {
     let len = u32::from_le_bytes(header[4..8].try_into().unwrap()) as usize;
     let mut payload_bytes = read(&path, offset + 32, len);
     payload_bytes[0] ^= 0x80;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[..24]), &payload_bytes);
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c_append(crc32c::crc32c(&header[..24]), &header[28..32]),
+        &payload_bytes,
+    );
     header[24..28].copy_from_slice(&crc.to_le_bytes());
     patch(&path, offset, &header);
     patch(&path, offset + 32, &payload_bytes);
@@ -225,7 +228,7 @@ fn a_newer_format_version_is_refused_with_a_clear_message() {
     // Version 2 in the header, with a correct header checksum.
     let mut header = read(&path, 0, 72);
     header[8..10].copy_from_slice(&2u16.to_le_bytes());
-    let crc = crc32c::crc32c(&header[..56]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[..56]), &header[60..64]);
     header[56..60].copy_from_slice(&crc.to_le_bytes());
     patch(&path, 0, &header);
     let error = Writer::open(dir.path(), &small_config(Durability::None)).unwrap_err();

@@ -1,12 +1,14 @@
 //! `sequent`: the command-line front door. Thin by design: parse, build the library's objects, run.
 //!
-//! Exit codes: 0 success; 1 a run failed (a handler panicked, a check did not hold); 2 bad usage.
+//! Exit codes: 0 success; 1 a run failed (a handler panicked, a check did not hold, an input line
+//! was malformed, a file could not be read); 2 bad usage.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod match_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,12 +26,16 @@ enum Command {
     /// Run the main job on the embedded default: today a multi-stage ring pipeline on pinned
     /// threads, printing throughput and latency percentiles.
     Demo(demo::Args),
+    /// Run orders from a JSON-lines file through the throttle and the books, single-threaded;
+    /// events as JSON lines on stdout (contract: docs/match-format.md).
+    Match(match_cmd::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Match(args) => match_cmd::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -351,10 +351,11 @@ impl Session {
                 &format!("more than {index} distinct symbols (raise --symbols-max)"),
             ));
         }
+        let json =
+            serde_json::to_string(name).map_err(|e| field_error("symbol", &e.to_string()))?;
         self.symbols.insert(name.to_owned(), index);
         self.symbol_names.push(name.to_owned());
-        self.symbol_json
-            .push(serde_json::to_string(name).expect("a string serializes"));
+        self.symbol_json.push(json);
         Ok(index)
     }
 

@@ -7,6 +7,9 @@
 //! recorded in HdrHistogram. It must not change what it measures: it uses the ring only
 //! through its public API and never reaches into its internals.
 //!
+//! It also runs the matching benchmark: the sequent venue (`sequent-matching`, throttle included)
+//! beside the `lobster` order book on one seeded exchange-core-like stream ([`matching`]).
+//!
 //! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
 //! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
 //! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
@@ -14,5 +17,6 @@
 #![forbid(unsafe_code)]
 
 pub mod machine;
+pub mod matching;
 pub mod report;
 pub mod ring;

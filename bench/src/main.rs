@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 success; 1 a run failed its correctness check, timed out or the ring failed;
 //! 2 bad command line (clap's own code).
+//!
+//! The binary's only `unsafe` is the counting global allocator below, which `matching` reads
+//! to report allocations per operation.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -11,8 +14,55 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use sequent_bench::machine::Machine;
+use sequent_bench::matching;
 use sequent_bench::report::{format_ns, format_rate, json_line, render_markdown, render_table};
 use sequent_bench::ring::{Impl, Progress, RingConfig, Scenario, SuiteConfig, run_suite};
+
+/// Counts allocations and live bytes for `sequent-bench matching`; forwards to the system allocator.
+#[allow(unsafe_code)]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+    pub static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+    pub struct Counting;
+
+    // SAFETY: every call forwards to `System` with the caller's arguments unchanged; the counters
+    // are plain relaxed atomics and never touch the memory handed out.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    pub fn read() -> (u64, i64) {
+        (
+            ALLOCATIONS.load(Ordering::Relaxed),
+            LIVE_BYTES.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[global_allocator]
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[derive(Debug, Parser)]
 #[command(name = "sequent-bench", version, about = "sequent's benchmarks")]
@@ -25,6 +75,43 @@ struct Cli {
 enum Command {
     /// The sequent ring beside disruptor, crossbeam, rtrb and std mpsc.
     Ring(RingArgs),
+    /// The sequent venue (throttle + book) beside the `lobster` order book on one seeded
+    /// exchange-core-like stream: throughput and open-loop latency at fixed rates.
+    Matching(MatchingArgs),
+}
+
+#[derive(Debug, Args)]
+struct MatchingArgs {
+    /// A short run (under a minute on 2 cores): 1M operations, 0.5 s per rate.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line per (impl, scenario) instead of the table.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// The machine description and a GitHub table (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// Implementations (comma list: sequent-matching, lobster); default both.
+    #[arg(long = "impl", value_delimiter = ',')]
+    impls: Vec<matching::Impl>,
+    /// Operations in the stream (default 5M, --quick 1M).
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Open-loop rates, operations per second (comma list).
+    #[arg(long, value_delimiter = ',', default_values_t = [125_000u64, 1_000_000, 3_000_000, 5_000_000])]
+    rates: Vec<u64>,
+    /// Seconds of stream per rate, capped by the stream (default 2, --quick 0.5).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Resting orders in the book (prefill, and the level the mix holds).
+    #[arg(long, default_value_t = 4_000)]
+    resting: usize,
+    /// Accounts the orders come from.
+    #[arg(long, default_value_t = 100)]
+    accounts: u32,
+    /// Seed of the stream.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +152,98 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Ring(args) => ring(&args),
+        Command::Matching(args) => matching_bench(&args),
     }
+}
+
+fn matching_bench(args: &MatchingArgs) -> ExitCode {
+    let machine = Machine::detect();
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    let ops = args
+        .ops
+        .unwrap_or(if args.quick { 1_000_000 } else { 5_000_000 });
+    let config = matching::MatchingConfig {
+        impls: if args.impls.is_empty() {
+            matching::Impl::ALL.to_vec()
+        } else {
+            args.impls.clone()
+        },
+        rates: args.rates.clone(),
+        seconds_per_rate: args.seconds.unwrap_or(if args.quick { 0.5 } else { 2.0 }),
+        resting_target: args.resting,
+        accounts: args.accounts.max(1),
+        allocations: counting::read,
+    };
+    let started = Instant::now();
+    let stream = matching::generate(args.seed, ops, config.resting_target, config.accounts);
+    eprintln!(
+        "stream: seed {}, {} ops ({} GTC, {} IOC, {} cancel, {} move), {} resting after prefill, {} at end; generated in {:.1} s; single thread, {} cores",
+        args.seed,
+        stream.ops.len(),
+        stream.mix[0],
+        stream.mix[1],
+        stream.mix[2],
+        stream.mix[3],
+        stream.resting_after_prefill,
+        stream.resting_at_end,
+        started.elapsed().as_secs_f64(),
+        machine.cores
+    );
+    let result = matching::run_suite(&stream, &config, machine.cores, |row| {
+        eprintln!(
+            "  {:<17} {:<18} {:>7} ops/s, p99 {}, {:.2} allocs/op",
+            row.imp,
+            row.scenario,
+            format_rate(row.ops_per_sec),
+            format_ns(row.p99_ns),
+            row.allocs_per_op
+        );
+    });
+    let (rows, memory) = match result {
+        Ok(result) => result,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    let output = if args.json {
+        rows.iter()
+            .map(|row| serde_json::to_string(row).expect("a row serializes") + "\n")
+            .chain(std::iter::once(
+                serde_json::to_string(&memory).expect("memory serializes") + "\n",
+            ))
+            .collect()
+    } else if args.markdown {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        matching::render_markdown(
+            &machine,
+            &format!(
+                "cargo run --release -p sequent-bench -- {}",
+                command.join(" ")
+            ),
+            &stream,
+            &rows,
+            &memory,
+        )
+    } else {
+        matching::render_table(&rows, &memory)
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn ring(args: &RingArgs) -> ExitCode {

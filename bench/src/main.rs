@@ -112,6 +112,9 @@ struct MatchingArgs {
     /// Seed of the stream.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Open-loop runs per (impl, rate); the median by p99 is reported (default 3).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +181,7 @@ fn matching_bench(args: &MatchingArgs) -> ExitCode {
         seconds_per_rate: args.seconds.unwrap_or(if args.quick { 0.5 } else { 2.0 }),
         resting_target: args.resting,
         accounts: args.accounts.max(1),
+        repeats: args.repeats,
         allocations: counting::read,
     };
     let started = Instant::now();

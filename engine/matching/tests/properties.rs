@@ -6,6 +6,11 @@
 //! held credit = Σ price × open quantity of its resting orders and open orders = their count.
 //! Then replay determinism: the same stream on a fresh venue gives the same events and digest.
 //!
+//! A second property interleaves the same commands with random limit changes (credit, open
+//! orders, quantity, notional, collar, rate, alerts), reference prices and kills: after every
+//! command held credit equals the open exposure and stays within the credit and open-order limits
+//! in force, unless an admin input lowered a limit below what was already open.
+//!
 //! A failure prints the seed; `PROPTEST_RNG_SEED=<seed> cargo test -p sequent-matching --test
 //! properties` replays it. `PROPTEST_CASES` changes the number of cases (default 256).
 
@@ -537,6 +542,149 @@ fn venue_agrees_with_the_reference_book_and_keeps_its_invariants() {
     let mut runner = TestRunner::new(config);
     let stream = prop::collection::vec(command(), 1..300);
     if let Err(e) = runner.run(&stream, |commands| run(&commands)) {
+        panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    }
+}
+
+// ---------------------------------------------------------------- throttle under random limits
+
+fn limits() -> impl Strategy<Value = sequent_matching::Limits> {
+    (
+        prop::option::of(1u64..30),
+        prop::option::of(500u128..20_000),
+        prop::option::of(100u32..3_000),
+        prop::option::of(1u32..6),
+        prop::option::of(500u128..40_000),
+        prop::option::of(1u32..20),
+        prop::option::of(1u8..=100),
+    )
+        .prop_map(
+            |(
+                max_qty,
+                max_notional,
+                collar_bps,
+                max_open_orders,
+                credit_limit,
+                orders_per_sec,
+                alert_pct,
+            )| {
+                sequent_matching::Limits {
+                    max_qty,
+                    max_notional,
+                    collar_bps,
+                    max_open_orders,
+                    credit_limit,
+                    orders_per_sec,
+                    alert_pct,
+                }
+            },
+        )
+}
+
+fn risky_command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        20 => command(),
+        3 => (prop::option::of(0..ACCOUNTS), limits())
+            .prop_map(|(account, limits)| Command::SetLimits { account, limits }),
+        1 => (0..SYMBOLS, 95i64..=105).prop_map(|(symbol, price)| Command::SetReference { symbol, price }),
+    ]
+}
+
+/// Interleaves orders, cancels, replaces, fills, expiries, kills and limit changes: after every
+/// command, held credit equals the open exposure, and neither held credit nor open orders exceed
+/// a limit, except where an admin input lowered the limit below what was already open (then
+/// nothing new may be added until usage is back under it).
+fn run_with_limits(commands: &[Command]) -> Result<(), TestCaseError> {
+    let mut venue = Venue::new(VenueConfig::SMALL);
+    let mut events = Vec::new();
+    // Per account: the credit and open-order limits were lowered below usage and not yet met.
+    let mut over_credit = [false; ACCOUNTS as usize];
+    let mut over_open = [false; ACCOUNTS as usize];
+    for (step, cmd) in commands.iter().enumerate() {
+        events.clear();
+        venue.apply(step as u64 * 100_000_000, cmd, &mut events);
+        let open = open_of(&venue);
+        for account in 0..ACCOUNTS {
+            let i = account as usize;
+            let throttle = venue.throttle();
+            let limits = throttle.limits(account);
+            let (mut exposure, mut count) = (0u128, 0u32);
+            for &(a, price, qty) in open.values() {
+                if a == account {
+                    exposure += price as u128 * u128::from(qty);
+                    count += 1;
+                }
+            }
+            let held = throttle.held(account);
+            prop_assert_eq!(held, exposure, "held by {} after step {}", account, step);
+            prop_assert_eq!(throttle.open_orders(account), count);
+            if let Command::SetLimits {
+                account: target, ..
+            } = cmd
+            {
+                if target.is_none_or(|t| t == account) {
+                    over_credit[i] = limits.credit_limit.is_some_and(|l| held > l);
+                    over_open[i] = limits.max_open_orders.is_some_and(|l| count > l);
+                }
+            }
+            if let Some(limit) = limits.credit_limit {
+                over_credit[i] &= held > limit;
+                prop_assert!(
+                    over_credit[i] || held <= limit,
+                    "account {} holds {} over {} after step {}: {:?}",
+                    account,
+                    held,
+                    limit,
+                    step,
+                    cmd
+                );
+            }
+            if let Some(limit) = limits.max_open_orders {
+                over_open[i] &= count > limit;
+                prop_assert!(
+                    over_open[i] || count <= limit,
+                    "account {} has {} open orders over {} after step {}",
+                    account,
+                    count,
+                    limit,
+                    step
+                );
+            }
+        }
+        for symbol in 0..SYMBOLS {
+            if let (Some(bid), Some(ask)) = venue.best(symbol) {
+                prop_assert!(bid < ask, "crossed book after step {}", step);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn exposure_never_exceeds_the_limits_in_force() {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    println!("seed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    let config = Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let stream = prop::collection::vec(risky_command(), 1..300);
+    if let Err(e) = runner.run(&stream, |commands| run_with_limits(&commands)) {
         panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
     }
 }

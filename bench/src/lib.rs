@@ -11,6 +11,9 @@
 //! readers, resident memory) beside plain-file and in-memory baselines, through the journal's
 //! public API only.
 //!
+//! It also runs the matching benchmark: the sequent venue (`sequent-matching`, throttle included)
+//! beside the `lobster` order book on one seeded exchange-core-like stream ([`matching`]).
+//!
 //! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
 //! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
 //! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
@@ -19,5 +22,6 @@
 
 pub mod journal;
 pub mod machine;
+pub mod matching;
 pub mod report;
 pub mod ring;

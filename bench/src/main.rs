@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 success; 1 a run failed its correctness check, timed out, or the ring or the
 //! journal failed; 2 bad command line (clap's own code).
+//!
+//! The binary's only `unsafe` is the counting global allocator below, which `matching` reads
+//! to report allocations per operation.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -12,8 +15,55 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use sequent_bench::journal::{self, JournalConfig};
 use sequent_bench::machine::Machine;
+use sequent_bench::matching;
 use sequent_bench::report::{format_ns, format_rate, json_line, render_markdown, render_table};
 use sequent_bench::ring::{Impl, Progress, RingConfig, Scenario, SuiteConfig, run_suite};
+
+/// Counts allocations and live bytes for `sequent-bench matching`; forwards to the system allocator.
+#[allow(unsafe_code)]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+    pub static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+    pub struct Counting;
+
+    // SAFETY: every call forwards to `System` with the caller's arguments unchanged; the counters
+    // are plain relaxed atomics and never touch the memory handed out.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    pub fn read() -> (u64, i64) {
+        (
+            ALLOCATIONS.load(Ordering::Relaxed),
+            LIVE_BYTES.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[global_allocator]
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[derive(Debug, Parser)]
 #[command(name = "sequent-bench", version, about = "sequent's benchmarks")]
@@ -26,6 +76,9 @@ struct Cli {
 enum Command {
     /// The sequent ring beside disruptor, crossbeam, rtrb and std mpsc.
     Ring(RingArgs),
+    /// The sequent venue (throttle + book) beside the `lobster` order book on one seeded
+    /// exchange-core-like stream: throughput and open-loop latency at fixed rates.
+    Matching(MatchingArgs),
     /// The sequent journal beside buffered write(2), write+fdatasync, BufReader and rtrb.
     Journal(JournalArgs),
 }
@@ -67,6 +120,43 @@ struct JournalArgs {
 }
 
 #[derive(Debug, Args)]
+struct MatchingArgs {
+    /// A short run (under a minute on 2 cores): 1M operations, 0.5 s per rate.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line per (impl, scenario) instead of the table.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// The machine description and a GitHub table (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// Implementations (comma list: sequent-matching, lobster); default both.
+    #[arg(long = "impl", value_delimiter = ',')]
+    impls: Vec<matching::Impl>,
+    /// Operations in the stream (default 5M, --quick 1M).
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Open-loop rates, operations per second (comma list).
+    #[arg(long, value_delimiter = ',', default_values_t = [125_000u64, 1_000_000, 3_000_000, 5_000_000])]
+    rates: Vec<u64>,
+    /// Seconds of stream per rate, capped by the stream (default 2, --quick 0.5).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Resting orders in the book (prefill, and the level the mix holds).
+    #[arg(long, default_value_t = 4_000)]
+    resting: usize,
+    /// Accounts the orders come from.
+    #[arg(long, default_value_t = 100)]
+    accounts: u32,
+    /// Seed of the stream.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Open-loop runs per (impl, rate); the median by p99 is reported (default 3).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+}
+
+#[derive(Debug, Args)]
 struct RingArgs {
     /// Fewer events and repeats: the whole run stays under two minutes on 2 cores.
     #[arg(long)]
@@ -104,8 +194,204 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Ring(args) => ring(&args),
+        Command::Matching(args) => matching_bench(&args),
         Command::Journal(args) => journal(&args),
     }
+}
+
+fn matching_bench(args: &MatchingArgs) -> ExitCode {
+    let machine = Machine::detect();
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    let ops = args
+        .ops
+        .unwrap_or(if args.quick { 1_000_000 } else { 5_000_000 });
+    let config = matching::MatchingConfig {
+        impls: if args.impls.is_empty() {
+            matching::Impl::ALL.to_vec()
+        } else {
+            args.impls.clone()
+        },
+        rates: args.rates.clone(),
+        seconds_per_rate: args.seconds.unwrap_or(if args.quick { 0.5 } else { 2.0 }),
+        resting_target: args.resting,
+        accounts: args.accounts.max(1),
+        repeats: args.repeats,
+        allocations: counting::read,
+    };
+    let started = Instant::now();
+    let stream = matching::generate(args.seed, ops, config.resting_target, config.accounts);
+    eprintln!(
+        "stream: seed {}, {} ops ({} GTC, {} IOC, {} cancel, {} move), {} resting after prefill, {} at end; generated in {:.1} s; single thread, {} cores",
+        args.seed,
+        stream.ops.len(),
+        stream.mix[0],
+        stream.mix[1],
+        stream.mix[2],
+        stream.mix[3],
+        stream.resting_after_prefill,
+        stream.resting_at_end,
+        started.elapsed().as_secs_f64(),
+        machine.cores
+    );
+    let result = matching::run_suite(&stream, &config, machine.cores, |row| {
+        eprintln!(
+            "  {:<17} {:<18} {:>7} ops/s, p99 {}, {:.2} allocs/op",
+            row.imp,
+            row.scenario,
+            format_rate(row.ops_per_sec),
+            format_ns(row.p99_ns),
+            row.allocs_per_op
+        );
+    });
+    let (rows, memory) = match result {
+        Ok(result) => result,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    let output = if args.json {
+        rows.iter()
+            .map(|row| serde_json::to_string(row).expect("a row serializes") + "\n")
+            .chain(std::iter::once(
+                serde_json::to_string(&memory).expect("memory serializes") + "\n",
+            ))
+            .collect()
+    } else if args.markdown {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        matching::render_markdown(
+            &machine,
+            &format!(
+                "cargo run --release -p sequent-bench -- {}",
+                command.join(" ")
+            ),
+            &stream,
+            &rows,
+            &memory,
+        )
+    } else {
+        matching::render_table(&rows, &memory)
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn ring(args: &RingArgs) -> ExitCode {
+    // Read before anything is pinned: get_core_ids lists only the calling thread's mask.
+    let machine = Machine::detect();
+    let mut ring = RingConfig::new(machine.cores, machine.core_ids.clone());
+    ring.events = args
+        .events
+        .unwrap_or(if args.quick { 3_000_000 } else { 20_000_000 });
+    ring.latency_events =
+        args.latency_events
+            .unwrap_or(if args.quick { 400_000 } else { 2_000_000 });
+    ring.latency_rate_per_sec = args.rate;
+    ring.capacity = args.capacity;
+    let config = SuiteConfig {
+        ring,
+        impls: if args.impls.is_empty() {
+            Impl::ALL.to_vec()
+        } else {
+            args.impls.clone()
+        },
+        scenarios: if args.scenarios.is_empty() {
+            Scenario::ALL.to_vec()
+        } else {
+            args.scenarios.clone()
+        },
+        repeats: args.repeats.unwrap_or(if args.quick { 3 } else { 5 }),
+    };
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    eprintln!(
+        "events: {} per throughput run, {} at {}/s for latency; capacity {}; batch {}; {} repeats",
+        config.ring.events,
+        config.ring.latency_events,
+        config.ring.latency_rate_per_sec,
+        config.ring.capacity,
+        config.ring.batch,
+        config.repeats
+    );
+    let started = Instant::now();
+    let result = run_suite(&config, |progress| match progress {
+        Progress::Scenario {
+            scenario,
+            threads,
+            cores,
+            pinned,
+        } => {
+            if threads > cores {
+                eprintln!(
+                    "WARNING: {scenario} runs {threads} threads on {cores} cores: oversubscribed; \
+                     every spinning wait backs off to yield, figures measure scheduling as much as the queue"
+                );
+            } else {
+                eprintln!(
+                    "{scenario}: {threads} threads on {cores} cores{}",
+                    if pinned { ", pinned" } else { ", not pinned" }
+                );
+            }
+        }
+        Progress::Run { outcome, repeat } => eprintln!(
+            "  {:<22} {:<21} run {repeat}: {:>7} ops/s, p99 {}",
+            outcome.imp.name(),
+            outcome.scenario.name(),
+            format_rate(outcome.ops_per_sec().round() as u64),
+            format_ns(outcome.latency_ns.value_at_quantile(0.99)),
+        ),
+    });
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    let mut stdout = std::io::stdout().lock();
+    let output = if args.json {
+        rows.iter().map(|row| json_line(row) + "\n").collect()
+    } else if args.markdown {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        render_markdown(
+            &machine,
+            &format!(
+                "cargo run --release -p sequent-bench -- {}",
+                command.join(" ")
+            ),
+            &rows,
+        )
+    } else {
+        render_table(&rows)
+    };
+    if stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn journal(args: &JournalArgs) -> ExitCode {
@@ -220,110 +506,6 @@ fn journal(args: &JournalArgs) -> ExitCode {
 
 fn write_stdout(output: &str) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(output.as_bytes())
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
-}
-
-fn ring(args: &RingArgs) -> ExitCode {
-    // Read before anything is pinned: get_core_ids lists only the calling thread's mask.
-    let machine = Machine::detect();
-    let mut ring = RingConfig::new(machine.cores, machine.core_ids.clone());
-    ring.events = args
-        .events
-        .unwrap_or(if args.quick { 3_000_000 } else { 20_000_000 });
-    ring.latency_events =
-        args.latency_events
-            .unwrap_or(if args.quick { 400_000 } else { 2_000_000 });
-    ring.latency_rate_per_sec = args.rate;
-    ring.capacity = args.capacity;
-    let config = SuiteConfig {
-        ring,
-        impls: if args.impls.is_empty() {
-            Impl::ALL.to_vec()
-        } else {
-            args.impls.clone()
-        },
-        scenarios: if args.scenarios.is_empty() {
-            Scenario::ALL.to_vec()
-        } else {
-            args.scenarios.clone()
-        },
-        repeats: args.repeats.unwrap_or(if args.quick { 3 } else { 5 }),
-    };
-    eprintln!("machine: {}", machine.summary());
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
-            machine.busy_text()
-        );
-    }
-    eprintln!(
-        "events: {} per throughput run, {} at {}/s for latency; capacity {}; batch {}; {} repeats",
-        config.ring.events,
-        config.ring.latency_events,
-        config.ring.latency_rate_per_sec,
-        config.ring.capacity,
-        config.ring.batch,
-        config.repeats
-    );
-    let started = Instant::now();
-    let result = run_suite(&config, |progress| match progress {
-        Progress::Scenario {
-            scenario,
-            threads,
-            cores,
-            pinned,
-        } => {
-            if threads > cores {
-                eprintln!(
-                    "WARNING: {scenario} runs {threads} threads on {cores} cores: oversubscribed; \
-                     every spinning wait backs off to yield, figures measure scheduling as much as the queue"
-                );
-            } else {
-                eprintln!(
-                    "{scenario}: {threads} threads on {cores} cores{}",
-                    if pinned { ", pinned" } else { ", not pinned" }
-                );
-            }
-        }
-        Progress::Run { outcome, repeat } => eprintln!(
-            "  {:<22} {:<21} run {repeat}: {:>7} ops/s, p99 {}",
-            outcome.imp.name(),
-            outcome.scenario.name(),
-            format_rate(outcome.ops_per_sec().round() as u64),
-            format_ns(outcome.latency_ns.value_at_quantile(0.99)),
-        ),
-    });
-    let rows = match result {
-        Ok(rows) => rows,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-    let mut stdout = std::io::stdout().lock();
-    let output = if args.json {
-        rows.iter().map(|row| json_line(row) + "\n").collect()
-    } else if args.markdown {
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        render_markdown(
-            &machine,
-            &format!(
-                "cargo run --release -p sequent-bench -- {}",
-                command.join(" ")
-            ),
-            &rows,
-        )
-    } else {
-        render_table(&rows)
-    };
     if stdout
         .write_all(output.as_bytes())
         .and_then(|()| stdout.flush())

@@ -1,8 +1,9 @@
 //! `sequent`: the command-line front door. Thin by design: parse, build the library's objects, run.
 //!
 //! Exit codes: 0 success; 1 a run failed (a handler panicked, a check did not hold, a journal is
-//! not intact, a proof does not verify); 2 bad usage. Output cut short by a closed pipe
-//! (`sequent journal dump DIR | head`) is a success: the reader asked for no more.
+//! not intact, a proof does not verify, an input line was malformed, a file could not be read);
+//! 2 bad usage. Output cut short by a closed pipe (`sequent journal dump DIR | head`) is a
+//! success: the reader asked for no more.
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod journal_cmd;
+mod match_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +34,9 @@ enum Command {
     /// Inspect, verify, prove, follow and load a journal directory.
     #[command(subcommand)]
     Journal(journal_cmd::Command),
+    /// Run orders from a JSON-lines file through the throttle and the books, single-threaded;
+    /// events as JSON lines on stdout (contract: docs/match-format.md).
+    Match(match_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal_cmd::run(command),
+        Command::Match(args) => match_cmd::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

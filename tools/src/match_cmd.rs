@@ -21,8 +21,17 @@ use serde_json::{Map, Value};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// JSON-lines file of commands (see docs/match-format.md).
-    #[arg(long)]
-    input: PathBuf,
+    #[arg(long, required_unless_present = "from_journal")]
+    input: Option<PathBuf>,
+    /// Journal every well-formed input line to this directory (created if missing; appended to
+    /// if it holds a journal) before applying it, and sync it at the end: the run's system of
+    /// record. Invalid lines skipped with --skip-invalid are not journaled.
+    #[arg(long, conflicts_with = "from_journal")]
+    journal: Option<PathBuf>,
+    /// Read the input lines from a journal written with --journal instead of a file: the same
+    /// events come out.
+    #[arg(long, conflicts_with = "input")]
+    from_journal: Option<PathBuf>,
     /// After the run, one `book` line per symbol in name order.
     #[arg(long)]
     dump_book: bool,
@@ -500,10 +509,69 @@ pub fn write_event(
     }
 }
 
+/// The journal record kind of one `sequent match` input line (its JSON text, as read).
+pub const JOURNAL_KIND_MATCH_LINE: u8 = 1;
+
+/// Where the input lines come from.
+enum Source {
+    File(std::io::Lines<BufReader<File>>),
+    Journal(sequent_journal::Reader),
+}
+
+impl Source {
+    /// The next line and how to name it in an error ("line 12", "journal record 12").
+    fn next_line(&mut self, index: usize) -> Option<anyhow::Result<(String, String)>> {
+        match self {
+            Self::File(lines) => lines.next().map(|text| {
+                let label = format!("line {}", index + 1);
+                text.with_context(|| format!("{label}: cannot read"))
+                    .map(|text| (label, text))
+            }),
+            Self::Journal(reader) => loop {
+                match reader.next() {
+                    Ok(None) => return None,
+                    Err(err) => return Some(Err(err).context("cannot read the journal")),
+                    Ok(Some(record)) if record.kind != JOURNAL_KIND_MATCH_LINE => continue,
+                    Ok(Some(record)) => {
+                        let label = format!("journal record {}", record.sequence);
+                        return Some(
+                            String::from_utf8(record.payload.to_vec())
+                                .with_context(|| format!("{label}: not UTF-8"))
+                                .map(|text| (label, text)),
+                        );
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// Runs `sequent match`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let file =
-        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
+    let mut source = match (&args.input, &args.from_journal) {
+        (_, Some(dir)) => Source::Journal(
+            sequent_journal::Reader::open(dir)
+                .with_context(|| format!("cannot read the journal in {}", dir.display()))?,
+        ),
+        (Some(input), None) => Source::File(
+            BufReader::new(
+                File::open(input).with_context(|| format!("cannot open {}", input.display()))?,
+            )
+            .lines(),
+        ),
+        (None, None) => bail!("--input or --from-journal is required"),
+    };
+    let mut journal = match &args.journal {
+        Some(dir) => {
+            let writer = sequent_journal::Writer::open(dir, &sequent_journal::Config::default())
+                .with_context(|| format!("cannot open the journal in {}", dir.display()))?;
+            if let Some(truncation) = &writer.open_report().truncated {
+                eprintln!("sequent match: journal: {truncation}");
+            }
+            Some(writer)
+        }
+        None => None,
+    };
     let config = VenueConfig {
         orders_max: args.orders_max,
         levels_max: args.orders_max.clamp(1, 1 << 20),
@@ -515,24 +583,44 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut session = Session::new(config);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for (index, text) in BufReader::new(file).lines().enumerate() {
-        let number = index + 1;
-        let text = text.with_context(|| format!("line {number}: cannot read"))?;
+    let mut journaled = 0u64;
+    let mut index = 0;
+    while let Some(next) = source.next_line(index) {
+        index += 1;
+        let (label, text) = next?;
         let result = parse_line(&text).and_then(|line| match line {
-            Some(line) => match session.apply(&line, &mut out) {
-                Ok(()) => Ok(()),
-                Err(ApplyError::Input(message)) => Err(message),
-                Err(ApplyError::Output(err)) => Err(format!("cannot write output: {err}")),
-            },
+            Some(line) => {
+                // The journal first: an input is on record before it has any effect.
+                if let Some(writer) = journal.as_mut() {
+                    writer
+                        .append(
+                            JOURNAL_KIND_MATCH_LINE,
+                            line.ts.unwrap_or(0),
+                            text.as_bytes(),
+                        )
+                        .map_err(|err| format!("cannot journal: {err}"))?;
+                    journaled += 1;
+                }
+                match session.apply(&line, &mut out) {
+                    Ok(()) => Ok(()),
+                    Err(ApplyError::Input(message)) => Err(message),
+                    Err(ApplyError::Output(err)) => Err(format!("cannot write output: {err}")),
+                }
+            }
             None => Ok(()),
         });
         if let Err(message) = result {
-            if args.skip_invalid && !message.starts_with("cannot write output") {
+            let fatal =
+                message.starts_with("cannot write output") || message.starts_with("cannot journal");
+            if args.skip_invalid && !fatal {
                 out.flush().context("cannot write output")?;
-                eprintln!("sequent match: line {number}: {message} (skipped)");
+                eprintln!("sequent match: {label}: {message} (skipped)");
             } else {
                 out.flush().ok();
-                bail!("line {number}: {message}");
+                if let Some(writer) = journal.take() {
+                    writer.close().context("cannot close the journal")?;
+                }
+                bail!("{label}: {message}");
             }
         }
     }
@@ -540,6 +628,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         session.dump_book(&mut out).context("cannot write output")?;
     }
     out.flush().context("cannot write output")?;
+    if let Some(mut writer) = journal {
+        let durable = writer.sync().context("cannot sync the journal")?;
+        writer.close().context("cannot close the journal")?;
+        eprintln!(
+            "sequent match: journal: {journaled} lines appended, durable through sequence {durable}"
+        );
+    }
     Ok(())
 }
 

@@ -48,7 +48,7 @@ pub use dir::Listing;
 pub use error::{Error, Location};
 pub use reader::Reader;
 pub use recover::{Bounds, Recovery, bounds, recover};
-pub use seal::{BadRecord, ScanEnd, Seal, SegmentSummary, scan_segment};
+pub use seal::{BadRecord, ScanEnd, Scanner, Seal, SegmentSummary, scan_segment};
 pub use segment::{Peek, RecordRef, Segment, Slot};
 pub use verify::{
     ConsistencyProof, InclusionProof, Progress, SegmentReport, VerifyReport, prove_consistency,

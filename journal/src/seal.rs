@@ -74,89 +74,136 @@ pub struct SegmentSummary {
 pub fn scan_segment(
     segment: &Segment,
     chain_start: Hash,
-    mut on_record: impl FnMut(&RecordRef<'_>),
+    on_record: impl FnMut(&RecordRef<'_>),
 ) -> SegmentSummary {
-    let mut summary = SegmentSummary {
-        first_sequence: segment.first_sequence(),
-        record_count: 0,
-        records_end: RECORDS_OFFSET,
-        chain_start,
-        chain_end: chain_start,
-        merkle_root: MerkleBuilder::new().root(),
-        index: Vec::new(),
-        end: None,
-        bad: None,
-        last_timestamp_ns: None,
-    };
-    let mut tree = MerkleBuilder::new();
-    let mut offset = RECORDS_OFFSET;
-    let mut expected = segment.first_sequence();
-    loop {
-        match segment.read_at(offset) {
-            Slot::Record(record) => {
-                if record.sequence != expected {
-                    summary.bad = Some(BadRecord {
-                        offset,
-                        expected_sequence: expected,
-                        reason: format!(
-                            "record has sequence {}, expected {expected}",
-                            record.sequence
-                        ),
-                    });
-                    break;
-                }
-                if summary.record_count % INDEX_STRIDE == 0 {
-                    summary.index.push(IndexEntry {
-                        sequence: expected.into(),
-                        offset: offset.into(),
-                    });
-                }
-                let leaf = leaf_hash(record.framed);
-                summary.chain_end = crate::format::chain_step(&summary.chain_end, &leaf);
-                tree.push(leaf);
-                on_record(&record);
-                summary.record_count += 1;
-                summary.last_timestamp_ns = Some(record.timestamp_ns);
-                expected += 1;
-                offset = record.next_offset();
-                summary.records_end = offset;
-                if summary.record_count % 65_536 == 0 {
-                    segment.release_before(offset);
-                }
-            }
-            Slot::Empty => {
-                summary.end = Some(ScanEnd::Open { offset });
-                break;
-            }
-            Slot::SegmentEnd { next_sequence } => {
-                if next_sequence != expected {
-                    summary.bad = Some(BadRecord {
-                        offset,
-                        expected_sequence: expected,
-                        reason: format!(
-                            "end-of-segment marker names next sequence {next_sequence}, expected {expected}"
-                        ),
-                    });
-                } else {
-                    summary.end = Some(ScanEnd::Full {
-                        next_sequence,
-                        offset,
-                    });
-                }
-                break;
-            }
-            Slot::Invalid(reason) => {
-                summary.bad = Some(BadRecord {
-                    offset,
-                    expected_sequence: expected,
-                    reason: reason.to_string(),
-                });
-                break;
-            }
+    let mut scanner = Scanner::new(segment, chain_start);
+    scanner.step(segment, u64::MAX, on_record);
+    scanner.finish()
+}
+
+/// A scan that can stop after a budget of records and go on later: the housekeeping thread seals
+/// a large segment a slice per round, so syncs and spare segments never wait behind a seal.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    summary: SegmentSummary,
+    tree: MerkleBuilder,
+    offset: u64,
+    expected: u64,
+    finished: bool,
+}
+
+impl Scanner {
+    /// A scan of `segment` from its first record, with the chain hash before it.
+    #[must_use]
+    pub fn new(segment: &Segment, chain_start: Hash) -> Self {
+        Self {
+            summary: SegmentSummary {
+                first_sequence: segment.first_sequence(),
+                record_count: 0,
+                records_end: RECORDS_OFFSET,
+                chain_start,
+                chain_end: chain_start,
+                merkle_root: MerkleBuilder::new().root(),
+                index: Vec::new(),
+                end: None,
+                bad: None,
+                last_timestamp_ns: None,
+            },
+            tree: MerkleBuilder::new(),
+            offset: RECORDS_OFFSET,
+            expected: segment.first_sequence(),
+            finished: false,
         }
     }
-    summary.merkle_root = tree.root();
-    summary
+
+    /// Scans up to `budget` more records of `segment` (the one given to [`Scanner::new`]); true
+    /// when the scan has ended (end marker, end of the records written, or a bad record).
+    pub fn step(
+        &mut self,
+        segment: &Segment,
+        budget: u64,
+        mut on_record: impl FnMut(&RecordRef<'_>),
+    ) -> bool {
+        let summary = &mut self.summary;
+        let mut done = 0;
+        while !self.finished && done < budget {
+            done += 1;
+            let offset = self.offset;
+            let expected = self.expected;
+            match segment.read_at(offset) {
+                Slot::Record(record) => {
+                    if record.sequence != expected {
+                        summary.bad = Some(BadRecord {
+                            offset,
+                            expected_sequence: expected,
+                            reason: format!(
+                                "record has sequence {}, expected {expected}",
+                                record.sequence
+                            ),
+                        });
+                        self.finished = true;
+                        break;
+                    }
+                    if summary.record_count % INDEX_STRIDE == 0 {
+                        summary.index.push(IndexEntry {
+                            sequence: expected.into(),
+                            offset: offset.into(),
+                        });
+                    }
+                    let leaf = leaf_hash(record.framed);
+                    summary.chain_end = crate::format::chain_step(&summary.chain_end, &leaf);
+                    self.tree.push(leaf);
+                    on_record(&record);
+                    summary.record_count += 1;
+                    summary.last_timestamp_ns = Some(record.timestamp_ns);
+                    self.expected += 1;
+                    self.offset = record.next_offset();
+                    summary.records_end = self.offset;
+                    if summary.record_count % 65_536 == 0 {
+                        segment.release_before(self.offset);
+                    }
+                }
+                Slot::Empty => {
+                    summary.end = Some(ScanEnd::Open { offset });
+                    self.finished = true;
+                }
+                Slot::SegmentEnd { next_sequence } => {
+                    if next_sequence == expected {
+                        summary.end = Some(ScanEnd::Full {
+                            next_sequence,
+                            offset,
+                        });
+                    } else {
+                        summary.bad = Some(BadRecord {
+                            offset,
+                            expected_sequence: expected,
+                            reason: format!(
+                                "end-of-segment marker names next sequence {next_sequence}, expected {expected}"
+                            ),
+                        });
+                    }
+                    self.finished = true;
+                }
+                Slot::Invalid(reason) => {
+                    summary.bad = Some(BadRecord {
+                        offset,
+                        expected_sequence: expected,
+                        reason: reason.to_string(),
+                    });
+                    self.finished = true;
+                }
+            }
+        }
+        self.finished
+    }
+
+    /// The summary (call once [`Scanner::step`] has returned true; before that it describes the
+    /// records scanned so far).
+    #[must_use]
+    pub fn finish(mut self) -> SegmentSummary {
+        self.summary.merkle_root = self.tree.root();
+        self.summary
+    }
 }
 
 /// A seal: the fixed header and the sparse index.

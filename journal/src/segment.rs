@@ -90,9 +90,18 @@ pub struct Spare {
 }
 
 impl Spare {
-    /// Creates and preallocates `segment_len` bytes under a temporary name in `dir` (removed by
-    /// the next writer's open if never used).
+    /// Creates, preallocates and prefaults `segment_len` bytes under a temporary name in `dir`
+    /// (removed by the next writer's open if never used).
     pub fn create(dir: &Path, segment_len: u64) -> Result<Self, Error> {
+        let spare = Self::create_unpopulated(dir, segment_len)?;
+        populate(&spare.map, 0);
+        Ok(spare)
+    }
+
+    /// As [`Spare::create`] without taking the first-write faults now: for a segment created on
+    /// the appender's own thread, where paying them all at once would be one long stall instead
+    /// of many short ones.
+    fn create_unpopulated(dir: &Path, segment_len: u64) -> Result<Self, Error> {
         static SPARES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         assert!((SEGMENT_LEN_MIN..=SEGMENT_LEN_MAX).contains(&segment_len));
         assert!(
@@ -120,7 +129,6 @@ impl Spare {
             .len(segment_len as usize)
             .map_raw(&file)
             .map_err(io_error)?;
-        populate(&map, 0);
         Ok(Self { map, file, temp })
     }
 
@@ -200,7 +208,7 @@ impl Segment {
         first_sequence: u64,
         segment_len: u64,
     ) -> Result<Self, Error> {
-        let segment = Spare::create(dir, segment_len)?.activate(
+        let segment = Spare::create_unpopulated(dir, segment_len)?.activate(
             dir,
             journal_id,
             segment_index,

@@ -25,7 +25,7 @@ use crate::format::{
     record_footprint,
 };
 use crate::merkle::Hash;
-use crate::seal::{ScanEnd, Seal, scan_segment};
+use crate::seal::{ScanEnd, Scanner, Seal, scan_segment};
 use crate::segment::{Segment, Slot, Spare};
 
 /// When appended records reach the disk.
@@ -349,6 +349,7 @@ impl Writer {
             synced_offset: RECORDS_OFFSET,
             hinted: 0,
             hint_unsynced: false,
+            sealing: None,
             announced: active.index(),
         };
         // Everything before this open is synced now, so the durable sequence starts true.
@@ -700,6 +701,8 @@ struct Housekeeper {
     hinted: u64,
     /// True while the stored hint has not been synced.
     hint_unsynced: bool,
+    /// The seal in progress: the segment's index and the scan so far.
+    sealing: Option<(u64, Scanner)>,
     /// Segments up to this index have their header page and directory entry on disk.
     announced: u64,
 }
@@ -713,8 +716,10 @@ impl Housekeeper {
             // AcqRel: the request pairs with the writer's Release in `sync`.
             let requested = self.shared.sync_requested.swap(false, Ordering::AcqRel);
             let sync = stopping || requested || self.shared.durability != Durability::None;
+            // The spare first: a roll that finds none creates its segment on the appender's thread.
             let result = self
                 .sync_round(sync)
+                .and_then(|()| if stopping { Ok(()) } else { self.make_spare() })
                 .and_then(|()| self.seal_round())
                 .map(|more| {
                     backlog = more;
@@ -740,12 +745,6 @@ impl Housekeeper {
                 if let Some(spare) = lock(&self.shared.spare).take() {
                     spare.discard();
                 }
-                return;
-            }
-            if let Err(error) = self.make_spare() {
-                *lock(&self.shared.failure) = Some(error.to_string());
-                self.shared.failed.store(true, Ordering::Release);
-                self.notify_durable();
                 return;
             }
             match self.shared.durability {
@@ -831,49 +830,63 @@ impl Housekeeper {
         Ok(())
     }
 
-    /// Seals the oldest full segment, if any; true when more wait. One per round, so that syncing
-    /// (and the durable sequence) never waits behind a backlog of seals.
+    /// Seals the oldest full segment a slice at a time ([`SEAL_SLICE_RECORDS`] records per
+    /// round); true when more sealing waits. Syncs and the spare segment never wait behind a
+    /// whole segment's hashing.
     fn seal_round(&mut self) -> Result<bool, Error> {
-        {
-            let (segment, next_first) = {
-                let unsealed = lock(&self.shared.unsealed);
-                if unsealed.len() < 2 {
-                    return Ok(false);
-                }
-                (Arc::clone(&unsealed[0]), unsealed[1].first_sequence())
-            };
-            let summary = scan_segment(&segment, self.chain, |_| {});
-            match (summary.end, &summary.bad) {
-                (Some(ScanEnd::Full { next_sequence, .. }), None)
-                    if next_sequence == next_first => {}
-                _ => {
-                    let (offset, reason) = match &summary.bad {
-                        Some(bad) => (bad.offset, bad.reason.clone()),
-                        None => (
-                            summary.records_end,
-                            format!(
-                                "full segment does not end with an end marker naming sequence {next_first}"
-                            ),
-                        ),
-                    };
-                    return Err(Error::Corrupt {
-                        at: Location {
-                            path: segment.path().to_path_buf(),
-                            offset,
-                            sequence: Some(summary.first_sequence + summary.record_count),
-                        },
-                        reason,
-                    });
-                }
+        let (segment, next_first) = {
+            let unsealed = lock(&self.shared.unsealed);
+            if unsealed.len() < 2 {
+                return Ok(false);
             }
-            Seal::from_summary(&segment, &summary).write(&self.shared.dir)?;
-            self.chain = summary.chain_end;
-            let mut unsealed = lock(&self.shared.unsealed);
-            unsealed.pop_front();
-            Ok(unsealed.len() >= 2)
+            (Arc::clone(&unsealed[0]), unsealed[1].first_sequence())
+        };
+        let scanner = match &mut self.sealing {
+            Some((index, scanner)) if *index == segment.index() => scanner,
+            _ => {
+                self.sealing = Some((segment.index(), Scanner::new(&segment, self.chain)));
+                &mut self.sealing.as_mut().expect("just set").1
+            }
+        };
+        if !scanner.step(&segment, SEAL_SLICE_RECORDS, |_| {}) {
+            return Ok(true);
         }
+        let Some((_, scanner)) = self.sealing.take() else {
+            return Ok(true);
+        };
+        let summary = scanner.finish();
+        match (summary.end, &summary.bad) {
+            (Some(ScanEnd::Full { next_sequence, .. }), None) if next_sequence == next_first => {}
+            _ => {
+                let (offset, reason) = match &summary.bad {
+                    Some(bad) => (bad.offset, bad.reason.clone()),
+                    None => (
+                        summary.records_end,
+                        format!(
+                            "full segment does not end with an end marker naming sequence {next_first}"
+                        ),
+                    ),
+                };
+                return Err(Error::Corrupt {
+                    at: Location {
+                        path: segment.path().to_path_buf(),
+                        offset,
+                        sequence: Some(summary.first_sequence + summary.record_count),
+                    },
+                    reason,
+                });
+            }
+        }
+        Seal::from_summary(&segment, &summary).write(&self.shared.dir)?;
+        self.chain = summary.chain_end;
+        let mut unsealed = lock(&self.shared.unsealed);
+        unsealed.pop_front();
+        Ok(unsealed.len() >= 2)
     }
 }
+
+/// Records hashed per housekeeping round while sealing (about 20 ms of hashing).
+const SEAL_SLICE_RECORDS: u64 = 65_536;
 
 /// What scanning the last segment found.
 struct TailRecovery {

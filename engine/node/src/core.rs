@@ -1,0 +1,578 @@
+//! The engine's deterministic core: sessions (login, sequence numbers, duplicates, gaps,
+//! cancel-on-disconnect) in front of the venue (throttle and books). Sans-IO: the gateway turns
+//! bytes into [`Input`]s, the sequencer gives each a timestamp, the journal records them, and
+//! [`Core::apply`] turns each into [`Output`]s for the gateway to write. Replaying the journal's
+//! inputs into a fresh core gives the same outputs and the same [`Core::state_digest`].
+//!
+//! Order ids: the venue sees `session << 32 | client_order_id`, so ids are unique across
+//! sessions and the owner of every fill is known from the id alone.
+
+use sequent_matching::{
+    CancelReason, Command, Event, NewOrder, Reject, Side, Stp, SymbolId, Tif, Venue, VenueConfig,
+};
+
+use crate::protocol::{
+    CancelledBody, ClientMessage, EngineMessage, FillBody, LoginAcceptedBody, NewOrderBody,
+    OrderReplyBody, ReplacedBody, SessionRejectBody, SessionRejectReason, symbol_text,
+};
+
+/// Sessions are `1..=SESSIONS_MAX`.
+pub const SESSIONS_MAX: u32 = 1 << 16;
+
+/// What the core is built with; every table is sized here.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Sessions `1..=sessions_max` may log in.
+    pub sessions_max: u32,
+    /// The tradable symbols, in the order of their books (at most 8 ASCII bytes each).
+    pub symbols: Vec<String>,
+    /// The venue's capacity; `symbols_max` is set from `symbols`.
+    pub venue: VenueConfig,
+}
+
+/// A gateway connection's token: the gateway's own number for a TCP connection, carried in the
+/// inputs so that replies find their way back. Part of the journaled input, so replay is exact.
+pub type ConnectionId = u64;
+
+/// One sequenced input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// A decoded client frame from a connection.
+    Frame {
+        /// The connection it came on.
+        connection: ConnectionId,
+        /// The header's sequence.
+        sequence: u32,
+        /// The message.
+        message: ClientMessage,
+    },
+    /// The connection closed (or was closed by the gateway).
+    Disconnected {
+        /// The connection.
+        connection: ConnectionId,
+    },
+    /// End of the trading day: DAY orders expire.
+    EndOfDay,
+}
+
+/// One output, for the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Write this frame to this connection (dropped by the gateway if it has gone).
+    Send {
+        /// The connection.
+        connection: ConnectionId,
+        /// The header's sequence (the session's outbound sequence, or 0).
+        sequence: u32,
+        /// The message.
+        message: EngineMessage,
+    },
+    /// Close this connection after writing what is queued for it.
+    Disconnect {
+        /// The connection.
+        connection: ConnectionId,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Session {
+    /// The connection it is logged in on.
+    connection: Option<ConnectionId>,
+    /// The next client sequence to apply.
+    next_in: u32,
+    /// The last outbound sequence used.
+    last_out: u32,
+    cancel_on_disconnect: bool,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreCounters {
+    /// Sequenced client messages applied.
+    pub applied: u64,
+    /// Sequenced messages recognised as resends and not applied again.
+    pub duplicates: u64,
+    /// Session rejects sent.
+    pub session_rejects: u64,
+}
+
+/// The deterministic core.
+#[derive(Debug)]
+pub struct Core {
+    venue: Venue,
+    symbols: Vec<[u8; 8]>,
+    sessions: Vec<Session>,
+    /// Connection → session, for the connections logged in (few: a linear scan is fine and
+    /// deterministic). Preallocated to `sessions_max`.
+    bound: Vec<(ConnectionId, u32)>,
+    events: Vec<Event>,
+    scratch_ids: Vec<u64>,
+    counters: CoreCounters,
+}
+
+impl Core {
+    /// A core with every table allocated.
+    ///
+    /// # Panics
+    /// When a symbol is empty or longer than 8 bytes, or there are more symbols than a venue
+    /// holds: a configuration error caught at start-up.
+    #[must_use]
+    pub fn new(config: &CoreConfig) -> Self {
+        assert!(config.sessions_max >= 1 && config.sessions_max <= SESSIONS_MAX);
+        let symbols: Vec<[u8; 8]> = config
+            .symbols
+            .iter()
+            .map(|s| {
+                crate::protocol::symbol_bytes(s)
+                    .unwrap_or_else(|| panic!("symbol {s:?} must be 1 to 8 bytes"))
+            })
+            .collect();
+        let mut venue_config = config.venue;
+        venue_config.symbols_max =
+            SymbolId::try_from(symbols.len().max(1)).expect("at most 65535 symbols");
+        let orders_max = venue_config.orders_max as usize;
+        Self {
+            venue: Venue::new(venue_config),
+            symbols,
+            sessions: vec![
+                Session {
+                    next_in: 1,
+                    ..Session::default()
+                };
+                config.sessions_max as usize + 1
+            ],
+            bound: Vec::with_capacity(config.sessions_max as usize),
+            events: Vec::with_capacity(1024),
+            scratch_ids: Vec::with_capacity(orders_max),
+            counters: CoreCounters::default(),
+        }
+    }
+
+    /// Counters since start (replay included).
+    #[must_use]
+    pub fn counters(&self) -> CoreCounters {
+        self.counters
+    }
+
+    /// The venue (for dumps and digests).
+    #[must_use]
+    pub fn venue(&self) -> &Venue {
+        &self.venue
+    }
+
+    /// The next client sequence the session's messages must carry.
+    #[must_use]
+    pub fn next_expected(&self, session: u32) -> Option<u32> {
+        self.sessions.get(session as usize).map(|s| s.next_in)
+    }
+
+    /// FNV-1a over the venue's digest and every session's sequences and login state.
+    #[must_use]
+    pub fn state_digest(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut write = |bytes: &[u8]| {
+            for &b in bytes {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        write(&self.venue.state_digest().to_le_bytes());
+        for (id, session) in self.sessions.iter().enumerate() {
+            if session.next_in == 1 && session.last_out == 0 && session.connection.is_none() {
+                continue;
+            }
+            write(&(id as u64).to_le_bytes());
+            write(&session.next_in.to_le_bytes());
+            write(&session.last_out.to_le_bytes());
+            write(&session.connection.map_or(u64::MAX, |c| c).to_le_bytes());
+            write(&[u8::from(session.cancel_on_disconnect)]);
+        }
+        hash
+    }
+
+    fn session_of(&self, connection: ConnectionId) -> Option<u32> {
+        self.bound
+            .iter()
+            .find(|(c, _)| *c == connection)
+            .map(|(_, s)| *s)
+    }
+
+    /// Applies one input at sequenced time `now` and appends what to send to `out`.
+    pub fn apply(&mut self, now: u64, input: &Input, out: &mut Vec<Output>) {
+        match *input {
+            Input::Frame {
+                connection,
+                sequence,
+                message,
+            } => self.handle_frame(now, connection, sequence, &message, out),
+            Input::Disconnected { connection } => self.handle_disconnect(now, connection, out),
+            Input::EndOfDay => {
+                self.events.clear();
+                self.venue.apply(now, &Command::EndOfDay, &mut self.events);
+                self.route_events(out);
+            }
+        }
+    }
+
+    fn session_reject(
+        &mut self,
+        connection: ConnectionId,
+        reason: SessionRejectReason,
+        ref_sequence: u32,
+        out: &mut Vec<Output>,
+    ) {
+        self.counters.session_rejects += 1;
+        out.push(Output::Send {
+            connection,
+            sequence: 0,
+            message: EngineMessage::SessionReject(SessionRejectBody {
+                reason: (reason as u16).into(),
+                reserved: 0.into(),
+                ref_sequence: ref_sequence.into(),
+            }),
+        });
+    }
+
+    fn handle_frame(
+        &mut self,
+        now: u64,
+        connection: ConnectionId,
+        sequence: u32,
+        message: &ClientMessage,
+        out: &mut Vec<Output>,
+    ) {
+        if let ClientMessage::Login(login) = message {
+            let session = login.session.get();
+            if session == 0 || session as usize >= self.sessions.len() {
+                self.session_reject(connection, SessionRejectReason::UnknownSession, 0, out);
+                out.push(Output::Disconnect { connection });
+                return;
+            }
+            if self.sessions[session as usize].connection.is_some()
+                || self.session_of(connection).is_some()
+            {
+                self.session_reject(connection, SessionRejectReason::AlreadyLoggedIn, 0, out);
+                out.push(Output::Disconnect { connection });
+                return;
+            }
+            let state = &mut self.sessions[session as usize];
+            state.connection = Some(connection);
+            state.cancel_on_disconnect = login.flags & 1 != 0;
+            self.bound.push((connection, session));
+            out.push(Output::Send {
+                connection,
+                sequence: 0,
+                message: EngineMessage::LoginAccepted(LoginAcceptedBody {
+                    session: session.into(),
+                    next_expected: state.next_in.into(),
+                }),
+            });
+            return;
+        }
+        let Some(session) = self.session_of(connection) else {
+            self.session_reject(connection, SessionRejectReason::NotLoggedIn, sequence, out);
+            return;
+        };
+        match message {
+            ClientMessage::Heartbeat => {
+                out.push(Output::Send {
+                    connection,
+                    sequence: 0,
+                    message: EngineMessage::Heartbeat,
+                });
+                return;
+            }
+            ClientMessage::Logout => {
+                self.handle_disconnect(now, connection, out);
+                out.push(Output::Disconnect { connection });
+                return;
+            }
+            _ => {}
+        }
+        let state = &mut self.sessions[session as usize];
+        if sequence < state.next_in {
+            // A resend after a reconnect: already applied, never again.
+            self.counters.duplicates += 1;
+            return;
+        }
+        if sequence > state.next_in {
+            self.session_reject(connection, SessionRejectReason::SequenceGap, sequence, out);
+            out.push(Output::Disconnect { connection });
+            return;
+        }
+        state.next_in += 1;
+        self.counters.applied += 1;
+        self.events.clear();
+        match message {
+            ClientMessage::NewOrder(order) => {
+                let Some(command) = self.new_order(session, order) else {
+                    self.reply_rejected(session, order.client_order_id.get(), Reject::Invalid, out);
+                    return;
+                };
+                self.venue.apply(now, &command, &mut self.events);
+            }
+            ClientMessage::Cancel(cancel) => {
+                let id = order_id(session, cancel.client_order_id.get());
+                self.venue
+                    .apply(now, &Command::Cancel { id }, &mut self.events);
+            }
+            ClientMessage::Replace(replace) => {
+                let id = order_id(session, replace.client_order_id.get());
+                let price = (replace.flags & 1 != 0).then(|| replace.price.get());
+                self.venue.apply(
+                    now,
+                    &Command::Replace {
+                        id,
+                        qty: replace.qty.get(),
+                        price,
+                    },
+                    &mut self.events,
+                );
+            }
+            ClientMessage::MassCancel(mass) => {
+                let account = (mass.flags & 1 != 0).then(|| mass.account.get());
+                let symbol = if mass.flags & 2 != 0 {
+                    match self.symbol_id(&mass.symbol) {
+                        Some(symbol) => Some(symbol),
+                        None => return, // no book, so no orders of it
+                    }
+                } else {
+                    None
+                };
+                self.cancel_session_orders(now, session, account, symbol);
+            }
+            ClientMessage::Login(_) | ClientMessage::Heartbeat | ClientMessage::Logout => {}
+        }
+        self.route_events(out);
+    }
+
+    fn handle_disconnect(&mut self, now: u64, connection: ConnectionId, out: &mut Vec<Output>) {
+        let Some(position) = self.bound.iter().position(|(c, _)| *c == connection) else {
+            return;
+        };
+        let (_, session) = self.bound.swap_remove(position);
+        let state = &mut self.sessions[session as usize];
+        state.connection = None;
+        if state.cancel_on_disconnect {
+            self.events.clear();
+            self.cancel_session_orders(now, session, None, None);
+            self.route_events(out);
+        }
+    }
+
+    fn symbol_id(&self, symbol: &[u8; 8]) -> Option<SymbolId> {
+        let text = symbol_text(symbol);
+        self.symbols
+            .iter()
+            .position(|s| symbol_text(s) == text)
+            .and_then(|i| SymbolId::try_from(i).ok())
+    }
+
+    fn new_order(&self, session: u32, order: &NewOrderBody) -> Option<Command> {
+        let symbol = self.symbol_id(&order.symbol)?;
+        let stp = match (order.flags >> 1) & 0b11 {
+            0 => Stp::Off,
+            1 => Stp::CancelNewest,
+            2 => Stp::CancelOldest,
+            _ => Stp::CancelBoth,
+        };
+        Some(Command::New(NewOrder {
+            id: order_id(session, order.client_order_id.get()),
+            account: order.account.get(),
+            symbol,
+            side: if order.side == b'B' {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
+            price: (order.order_type == b'L').then(|| order.price.get()),
+            qty: order.qty.get(),
+            tif: match order.tif {
+                b'I' => Tif::Ioc,
+                b'F' => Tif::Fok,
+                b'D' => Tif::Day,
+                _ => Tif::Gtc,
+            },
+            post_only: order.flags & 1 != 0,
+            stp,
+        }))
+    }
+
+    /// Cancels the session's resting orders (of one account and/or symbol when given), oldest
+    /// book first, best price first: deterministic.
+    fn cancel_session_orders(
+        &mut self,
+        now: u64,
+        session: u32,
+        account: Option<u32>,
+        symbol: Option<SymbolId>,
+    ) {
+        self.scratch_ids.clear();
+        for s in 0..self.symbols.len() {
+            let s = s as SymbolId;
+            if symbol.is_some_and(|only| only != s) {
+                continue;
+            }
+            for side in [Side::Buy, Side::Sell] {
+                for resting in self.venue.resting(s, side) {
+                    if resting.id >> 32 == u64::from(session)
+                        && account.is_none_or(|a| a == resting.account)
+                    {
+                        self.scratch_ids.push(resting.id);
+                    }
+                }
+            }
+        }
+        for i in 0..self.scratch_ids.len() {
+            let id = self.scratch_ids[i];
+            self.venue
+                .apply(now, &Command::Cancel { id }, &mut self.events);
+        }
+    }
+
+    fn next_out(&mut self, session: u32) -> (Option<ConnectionId>, u32) {
+        let state = &mut self.sessions[session as usize];
+        state.last_out += 1;
+        (state.connection, state.last_out)
+    }
+
+    fn send_to_owner(&mut self, id: u64, message: EngineMessage, out: &mut Vec<Output>) {
+        let session = (id >> 32) as u32;
+        if session as usize >= self.sessions.len() {
+            return;
+        }
+        let (connection, sequence) = self.next_out(session);
+        if let Some(connection) = connection {
+            out.push(Output::Send {
+                connection,
+                sequence,
+                message,
+            });
+        }
+    }
+
+    fn reply_rejected(
+        &mut self,
+        session: u32,
+        client_order_id: u32,
+        reason: Reject,
+        out: &mut Vec<Output>,
+    ) {
+        self.send_to_owner(
+            order_id(session, client_order_id),
+            EngineMessage::Rejected(OrderReplyBody {
+                client_order_id: client_order_id.into(),
+                reason: reject_code(reason).into(),
+                reserved: 0.into(),
+            }),
+            out,
+        );
+    }
+
+    /// Turns the venue's events into replies to the sessions that own the orders.
+    fn route_events(&mut self, out: &mut Vec<Output>) {
+        for i in 0..self.events.len() {
+            let event = self.events[i];
+            match event {
+                Event::Accepted { id } => self.send_to_owner(
+                    id,
+                    EngineMessage::Accepted(OrderReplyBody {
+                        client_order_id: (id as u32).into(),
+                        reason: 0.into(),
+                        reserved: 0.into(),
+                    }),
+                    out,
+                ),
+                Event::Rejected { id, reason } => {
+                    self.reply_rejected((id >> 32) as u32, id as u32, reason, out);
+                }
+                Event::Trade {
+                    taker,
+                    maker,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    for (id, liquidity) in [(taker, b'R'), (maker, b'A')] {
+                        self.send_to_owner(
+                            id,
+                            EngineMessage::Fill(FillBody {
+                                client_order_id: (id as u32).into(),
+                                liquidity,
+                                reserved: [0; 3],
+                                price: price.into(),
+                                qty: qty.into(),
+                            }),
+                            out,
+                        );
+                    }
+                }
+                Event::Cancelled { id, qty, reason } => self.send_to_owner(
+                    id,
+                    EngineMessage::Cancelled(CancelledBody {
+                        client_order_id: (id as u32).into(),
+                        reason: cancel_code(reason),
+                        reserved: [0; 3],
+                        qty: qty.into(),
+                    }),
+                    out,
+                ),
+                Event::Replaced { id, price, qty } => self.send_to_owner(
+                    id,
+                    EngineMessage::Replaced(ReplacedBody {
+                        client_order_id: (id as u32).into(),
+                        reserved: 0.into(),
+                        price: price.into(),
+                        qty: qty.into(),
+                    }),
+                    out,
+                ),
+                Event::Alert(_) => {}
+            }
+        }
+    }
+}
+
+/// The venue's order id for a session's client order id.
+#[must_use]
+pub const fn order_id(session: u32, client_order_id: u32) -> u64 {
+    ((session as u64) << 32) | client_order_id as u64
+}
+
+/// The wire code of an order reject (`docs/order-entry.md`).
+#[must_use]
+pub fn reject_code(reason: Reject) -> u16 {
+    use sequent_matching::ThrottleReject as T;
+    match reason {
+        Reject::DuplicateId => 1,
+        Reject::UnknownOrder => 2,
+        Reject::Invalid => 3,
+        Reject::PostOnlyWouldCross => 4,
+        Reject::OrderPoolFull => 5,
+        Reject::PriceLevelsFull => 6,
+        Reject::IdTableFull => 7,
+        Reject::Throttle(T::KillSwitch) => 101,
+        Reject::Throttle(T::RateLimit) => 102,
+        Reject::Throttle(T::MaxQty) => 103,
+        Reject::Throttle(T::MaxNotional) => 104,
+        Reject::Throttle(T::PriceCollar) => 105,
+        Reject::Throttle(T::MaxOpenOrders) => 106,
+        Reject::Throttle(T::CreditLimit) => 107,
+        Reject::Throttle(T::NoReferencePrice) => 108,
+    }
+}
+
+/// The wire code of a cancel reason (`docs/order-entry.md`).
+#[must_use]
+pub const fn cancel_code(reason: CancelReason) -> u8 {
+    match reason {
+        CancelReason::User => 1,
+        CancelReason::Ioc => 2,
+        CancelReason::Fok => 3,
+        CancelReason::Market => 4,
+        CancelReason::SelfTrade => 5,
+        CancelReason::KillSwitch => 6,
+        CancelReason::Expired => 7,
+        CancelReason::MassCancel => 8,
+    }
+}

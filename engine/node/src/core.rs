@@ -53,6 +53,9 @@ pub enum Input {
     },
     /// End of the trading day: DAY orders expire.
     EndOfDay,
+    /// The engine restarted: every session still logged in lost its connection (with
+    /// cancel-on-disconnect where it asked for it).
+    Restart,
 }
 
 /// One output, for the gateway.
@@ -211,6 +214,12 @@ impl Core {
                 self.venue.apply(now, &Command::EndOfDay, &mut self.events);
                 self.route_events(out);
             }
+            Input::Restart => {
+                // Oldest login first: deterministic.
+                while let Some(&(connection, _)) = self.bound.first() {
+                    self.handle_disconnect(now, connection, out);
+                }
+            }
         }
     }
 
@@ -350,7 +359,7 @@ impl Core {
         let Some(position) = self.bound.iter().position(|(c, _)| *c == connection) else {
             return;
         };
-        let (_, session) = self.bound.swap_remove(position);
+        let (_, session) = self.bound.remove(position);
         let state = &mut self.sessions[session as usize];
         state.connection = None;
         if state.cancel_on_disconnect {

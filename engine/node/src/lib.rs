@@ -1,15 +1,23 @@
-//! sequent-node: what the `sequent-engine` binary is made of.
+//! sequent-node: the `sequent-engine` binary and what it is made of.
 //!
 //! - [`protocol`]: the binary order-entry protocol (`docs/order-entry.md`): fixed-layout frames,
 //!   a decoder that never panics and names the field and offset of what is wrong.
 //! - [`core`]: the deterministic core: sessions (login, sequence numbers, resend duplicates,
 //!   gaps, cancel on disconnect) in front of the venue. Sans-IO; replaying its journaled inputs
 //!   gives the same outputs and digest.
-//!
-//! The binary itself (gateway thread, pipeline on the ring, journal, metrics, restart by replay)
-//! is the rest of issue 5 and not built yet.
+//! - [`record`]: how inputs are written to the journal.
+//! - [`engine`]: the running engine: recovery by replay, the input ring (journal ∥ core), the
+//!   output ring, the gateway thread (mio) that sequences inputs and writes replies, held until
+//!   durable when configured.
+//! - [`config`]: `engine.toml`. [`metrics`]: the Prometheus endpoint. [`client`]: a blocking
+//!   client for tests, the demo and the benchmark.
 
 #![forbid(unsafe_code)]
 
+pub mod client;
+pub mod config;
 pub mod core;
+pub mod engine;
+pub mod metrics;
 pub mod protocol;
+pub mod record;

@@ -1,0 +1,360 @@
+//! `engine.toml`: everything the engine is sized and placed by. Unknown keys are refused (the
+//! error names the key and its line), so a typo never silently falls back to a default.
+//! `engine/node/engine.toml` is the sample.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Tradable symbols, 1 to 8 ASCII bytes each; one book each.
+    pub symbols: Vec<String>,
+    /// Sessions `1..=sessions_max` may log in.
+    #[serde(default = "defaults::sessions_max")]
+    pub sessions_max: u32,
+    /// Venue capacity.
+    #[serde(default)]
+    pub venue: VenueSection,
+    /// Ring sizes.
+    #[serde(default)]
+    pub rings: RingsSection,
+    /// Core per stage (absent: not pinned).
+    #[serde(default)]
+    pub cores: CoresSection,
+    /// Wait strategy per stage.
+    #[serde(default)]
+    pub wait: WaitSection,
+    /// The journal.
+    pub journal: JournalSection,
+    /// Order entry.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[venue]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueSection {
+    /// Resting orders, all books.
+    pub orders_max: u32,
+    /// Price levels, all books.
+    pub levels_max: u32,
+    /// Price levels per book side.
+    pub levels_per_side_max: u32,
+    /// Accounts `0..accounts_max`.
+    pub accounts_max: u32,
+    /// Order ids over the engine's life (ids are never reused).
+    pub ids_max: u32,
+}
+
+impl Default for VenueSection {
+    fn default() -> Self {
+        Self {
+            orders_max: 1 << 20,
+            levels_max: 1 << 16,
+            levels_per_side_max: 1 << 14,
+            accounts_max: 1 << 12,
+            ids_max: 1 << 22,
+        }
+    }
+}
+
+/// `[rings]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingsSection {
+    /// Slots of the input ring (gateway → journal ∥ core); a power of two.
+    pub input_slots: usize,
+    /// Slots of the output ring (core → gateway); a power of two.
+    pub output_slots: usize,
+}
+
+impl Default for RingsSection {
+    fn default() -> Self {
+        Self {
+            input_slots: 1 << 14,
+            output_slots: 1 << 16,
+        }
+    }
+}
+
+/// `[cores]`: the core each thread is pinned to.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoresSection {
+    /// The gateway (network I/O and sequencer) thread.
+    pub gateway: Option<usize>,
+    /// The journal writer stage.
+    pub journal: Option<usize>,
+    /// The core (sessions, throttle, matching) stage.
+    pub core: Option<usize>,
+}
+
+/// A wait strategy by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitName {
+    /// Busy spin: lowest latency, one core per waiting thread.
+    Spin,
+    /// Spin, then yield.
+    Yield,
+    /// Park on a futex.
+    Blocking,
+    /// Spin, yield, then park.
+    Phased,
+}
+
+impl WaitName {
+    /// The ring's strategy.
+    #[must_use]
+    pub fn strategy(self) -> sequent_ring::WaitStrategy {
+        use sequent_ring::WaitStrategy;
+        match self {
+            Self::Spin => WaitStrategy::BusySpin,
+            Self::Yield => WaitStrategy::Yielding,
+            Self::Blocking => WaitStrategy::blocking(),
+            Self::Phased => WaitStrategy::phased(),
+        }
+    }
+}
+
+/// `[wait]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitSection {
+    /// The journal stage.
+    pub journal: WaitName,
+    /// The core stage.
+    pub core: WaitName,
+}
+
+impl Default for WaitSection {
+    fn default() -> Self {
+        Self {
+            journal: WaitName::Blocking,
+            core: WaitName::Blocking,
+        }
+    }
+}
+
+/// Journal durability by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityName {
+    /// Page cache only until shutdown.
+    None,
+    /// Every `interval_us`.
+    Periodic,
+    /// Every `group_records` records or `interval_us`.
+    Group,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// Directory of the journal (created if missing).
+    pub dir: PathBuf,
+    /// Sync policy.
+    #[serde(default = "defaults::durability")]
+    pub durability: DurabilityName,
+    /// Group commit: records per sync.
+    #[serde(default = "defaults::group_records")]
+    pub group_records: u64,
+    /// Longest time between syncs, µs.
+    #[serde(default = "defaults::interval_us")]
+    pub interval_us: u64,
+    /// Segment size, MiB.
+    #[serde(default = "defaults::segment_mib")]
+    pub segment_mib: u64,
+    /// Hold every reply until the input that caused it is durable.
+    #[serde(default = "defaults::hold_until_durable")]
+    pub hold_replies_until_durable: bool,
+}
+
+impl JournalSection {
+    /// The journal crate's configuration.
+    #[must_use]
+    pub fn journal_config(&self) -> sequent_journal::Config {
+        let interval = Duration::from_micros(self.interval_us.max(1));
+        sequent_journal::Config {
+            segment_len: self.segment_mib.max(1) << 20,
+            durability: match self.durability {
+                DurabilityName::None => sequent_journal::Durability::None,
+                DurabilityName::Periodic => sequent_journal::Durability::Periodic { interval },
+                DurabilityName::Group => sequent_journal::Durability::GroupCommit {
+                    records: self.group_records.max(1),
+                    interval,
+                },
+            },
+            journal_id: None,
+        }
+    }
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// Order-entry listen address (port 0: any free port, printed at start).
+    pub listen: SocketAddr,
+    /// Connections held at once; all their buffers are allocated at start.
+    pub connections_max: usize,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            connections_max: 512,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Prometheus text endpoint (`GET /metrics`); absent: no endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+mod defaults {
+    use super::DurabilityName;
+    pub fn sessions_max() -> u32 {
+        256
+    }
+    pub fn durability() -> DurabilityName {
+        DurabilityName::Group
+    }
+    pub fn group_records() -> u64 {
+        256
+    }
+    pub fn interval_us() -> u64 {
+        200
+    }
+    pub fn segment_mib() -> u64 {
+        64
+    }
+    pub fn hold_until_durable() -> bool {
+        true
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid TOML for this schema (the message names the key and line).
+    #[error("{0}")]
+    Parse(String),
+    /// A value out of range.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl EngineConfig {
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if self.symbols.is_empty() {
+            return invalid("symbols", "at least one symbol");
+        }
+        for symbol in &self.symbols {
+            if crate::protocol::symbol_bytes(symbol).is_none() || !symbol.is_ascii() {
+                return Err(ConfigError::Invalid {
+                    key: "symbols",
+                    reason: format!("{symbol:?} is not 1 to 8 ASCII bytes"),
+                });
+            }
+        }
+        if self.sessions_max == 0 || self.sessions_max > crate::core::SESSIONS_MAX {
+            return invalid("sessions_max", "must be 1..=65536");
+        }
+        for (key, slots) in [
+            ("rings.input_slots", self.rings.input_slots),
+            ("rings.output_slots", self.rings.output_slots),
+        ] {
+            if !slots.is_power_of_two() || slots < 64 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("{slots} is not a power of two of at least 64"),
+                });
+            }
+        }
+        if self.gateway.connections_max == 0 {
+            return invalid("gateway.connections_max", "at least 1");
+        }
+        if self.venue.orders_max == 0 || self.venue.ids_max == 0 || self.venue.accounts_max == 0 {
+            return invalid(
+                "venue",
+                "orders_max, ids_max and accounts_max must be positive",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_parses() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/engine.toml"))
+            .expect("the sample config");
+        let config = EngineConfig::parse(&text).unwrap();
+        assert_eq!(config.symbols, ["ABC", "XYZ", "QQQ"]);
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_by_name() {
+        let error = EngineConfig::parse(
+            "symbols = [\"ABC\"]\n[journal]\ndir = \"j\"\n[rings]\ninput_slot = 64\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("input_slot"), "{error}");
+        assert!(error.contains("line 5"), "{error}");
+        let error = EngineConfig::parse(
+            "symbols = [\"ABC\"]\n[journal]\ndir = \"j\"\n[rings]\ninput_slots = 100\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("rings.input_slots"), "{error}");
+        let error = EngineConfig::parse("symbols = [\"TOOLONGNAME\"]\n[journal]\ndir = \"j\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("symbols"), "{error}");
+        let error = EngineConfig::parse(
+            "symbols = [\"A\"]\n[journal]\ndir = \"j\"\ndurability = \"sometimes\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("durability"), "{error}");
+    }
+}

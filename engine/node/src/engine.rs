@@ -1,0 +1,939 @@
+//! The running engine: recovery by replay, the two rings, the journal and core stages, and the
+//! gateway thread.
+//!
+//! ```text
+//! gateway (mio, sequencer) → input ring → ┬ journal writer          (appends every input)
+//!                                         └ core (sessions, throttle, matching) → output ring
+//! output ring → gateway (held until the journal's durable sequence passes the input, by config)
+//!             → replies written to the sessions' sockets
+//! ```
+//!
+//! Every input gets its journal sequence and timestamp exactly once, in the gateway, which is the
+//! input ring's only producer. Recovery replays the journal into a fresh core before the gateway
+//! opens, then journals a restart marker so that sessions logged in before the restart are logged
+//! out in every later replay too.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use sequent_journal::{DurableWatch, Reader, Writer};
+use sequent_matching::VenueConfig;
+use sequent_ring::{
+    EventHandler, EventPoller, PollState, Producer, SingleProducer, TryPublishError,
+    build_single_producer,
+};
+
+use crate::config::EngineConfig;
+use crate::core::{ConnectionId, Core, CoreConfig, Input, Output};
+use crate::protocol::{
+    Decoded, EngineMessage, FRAME_LEN_MAX, HEADER_LEN, SessionRejectBody, decode_client,
+    encode_engine,
+};
+use crate::record::{self, PAYLOAD_LEN_MAX};
+
+/// Counters the metrics endpoint reads. Written with Relaxed stores by the stage that owns each.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Inputs sequenced by the gateway.
+    pub inputs: AtomicU64,
+    /// Replies written to sockets.
+    pub replies: AtomicU64,
+    /// Replies dropped because their connection had gone.
+    pub replies_dropped: AtomicU64,
+    /// Frames that failed to decode.
+    pub bad_frames: AtomicU64,
+    /// Connections open.
+    pub connections: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Sequenced messages applied by the core.
+    pub applied: AtomicU64,
+    /// Resends recognised and ignored.
+    pub duplicates: AtomicU64,
+    /// Session rejects from the core.
+    pub session_rejects: AtomicU64,
+    /// Last journal sequence appended.
+    pub journal_written: AtomicU64,
+    /// Last journal sequence durable.
+    pub journal_durable: AtomicU64,
+    /// Replies waiting for durability.
+    pub replies_held: AtomicU64,
+}
+
+/// A slot of the input ring.
+#[derive(Debug, Clone, Copy)]
+struct InputSlot {
+    journal_sequence: u64,
+    ts: u64,
+    input: Input,
+    /// The gateway's last input: not journaled, tells the core to close the output ring.
+    last: bool,
+}
+
+impl Default for InputSlot {
+    fn default() -> Self {
+        Self {
+            journal_sequence: 0,
+            ts: 0,
+            input: Input::EndOfDay,
+            last: false,
+        }
+    }
+}
+
+/// A slot of the output ring.
+#[derive(Debug, Clone, Copy)]
+struct OutputSlot {
+    input_sequence: u64,
+    output: Output,
+    last: bool,
+}
+
+impl Default for OutputSlot {
+    fn default() -> Self {
+        Self {
+            input_sequence: 0,
+            output: Output::Disconnect { connection: 0 },
+            last: false,
+        }
+    }
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Journal records replayed.
+    pub replayed: u64,
+    /// The last journal sequence applied (0 for a new journal).
+    pub sequence: u64,
+    /// The core's digest after replay.
+    pub digest: u64,
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct Engine {
+    address: SocketAddr,
+    recovered: Recovered,
+    stop: Arc<AtomicBool>,
+    gateway: Option<JoinHandle<anyhow::Result<u64>>>,
+    metrics: Arc<Metrics>,
+    metrics_server: Option<crate::metrics::Server>,
+}
+
+impl Engine {
+    /// Recovers from the journal, starts the stages and opens the gateway.
+    pub fn start(config: &EngineConfig) -> anyhow::Result<Self> {
+        config.check()?;
+        let mut core = Core::new(&core_config(config));
+        let mut writer = Writer::open(&config.journal.dir, &config.journal.journal_config())
+            .with_context(|| {
+                format!(
+                    "cannot open the journal in {}",
+                    config.journal.dir.display()
+                )
+            })?;
+        if let Some(truncation) = &writer.open_report().truncated {
+            eprintln!("sequent-engine: journal: {truncation}");
+        }
+        let recovered = replay(&config.journal.dir, writer.next_sequence(), &mut core)?;
+        // The restart marker: sessions logged in before are logged out, now and in every replay.
+        let mut scratch = Vec::new();
+        let restart_ts = now_ns().max(last_ts(&config.journal.dir, recovered.sequence));
+        let mut payload = [0u8; PAYLOAD_LEN_MAX];
+        let (kind, len) = record::encode(&Input::Restart, &mut payload);
+        let restart_sequence = writer.append(kind, restart_ts, &payload[..len])?;
+        core.apply(restart_ts, &Input::Restart, &mut scratch);
+        let epoch = restart_sequence; // unique per start: connection ids never repeat
+
+        let metrics = Arc::new(Metrics::default());
+        let durable = writer.durable_watch();
+        let (output_builder, output_poller) = build_single_producer(
+            config.rings.output_slots,
+            OutputSlot::default,
+            config.wait.core.strategy(),
+        )
+        .event_poller();
+        let output_producer = output_builder.build()?;
+        let mut input_builder = build_single_producer(
+            config.rings.input_slots,
+            InputSlot::default,
+            config.wait.core.strategy(),
+        );
+        if let Some(cpu) = config.cores.journal {
+            input_builder = input_builder.pin_at_core(cpu);
+        }
+        input_builder = input_builder
+            .wait_strategy(config.wait.journal.strategy())
+            .thread_name("journal")
+            .handle_events_with(JournalStage {
+                writer: Some(writer),
+                payload: [0; PAYLOAD_LEN_MAX],
+                metrics: Arc::clone(&metrics),
+                durable: durable.clone(),
+            });
+        if let Some(cpu) = config.cores.core {
+            input_builder = input_builder.pin_at_core(cpu);
+        }
+        let input_producer = input_builder
+            .wait_strategy(config.wait.core.strategy())
+            .thread_name("core")
+            .handle_events_with(CoreStage {
+                core,
+                out: Some(output_producer),
+                scratch: Vec::with_capacity(4096),
+                metrics: Arc::clone(&metrics),
+            })
+            .build()?;
+
+        let listener = TcpListener::bind(config.gateway.listen)
+            .with_context(|| format!("cannot listen on {}", config.gateway.listen))?;
+        let address = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let gateway = Gateway::new(
+            config,
+            listener,
+            input_producer,
+            output_poller,
+            durable,
+            restart_sequence + 1,
+            restart_ts,
+            epoch,
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        )?;
+        let pin = config.cores.gateway;
+        let gateway = std::thread::Builder::new()
+            .name("gateway".into())
+            .spawn(move || {
+                if let Some(cpu) = pin {
+                    sequent_ring::pin_current_thread(cpu).map_err(|e| {
+                        anyhow::anyhow!("cannot pin the gateway to core {cpu}: {e}")
+                    })?;
+                }
+                gateway.run()
+            })?;
+        let metrics_server = match config.metrics.listen {
+            Some(address) => Some(crate::metrics::Server::start(
+                address,
+                Arc::clone(&metrics),
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            address,
+            recovered,
+            stop,
+            gateway: Some(gateway),
+            metrics,
+            metrics_server,
+        })
+    }
+
+    /// The order-entry address (useful with port 0).
+    #[must_use]
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The metrics address, when there is an endpoint.
+    #[must_use]
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_server
+            .as_ref()
+            .map(crate::metrics::Server::address)
+    }
+
+    /// What recovery found.
+    #[must_use]
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A flag that stops the engine when set (for signal handlers).
+    #[must_use]
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Graceful stop: no new input, the rings drain, replies are written, the journal is synced.
+    /// Returns the number of inputs sequenced in this run.
+    pub fn shutdown(mut self) -> anyhow::Result<u64> {
+        self.stop.store(true, Ordering::Release);
+        self.join()
+    }
+
+    /// Waits for the gateway to stop (after the stop flag is set by someone).
+    pub fn join(&mut self) -> anyhow::Result<u64> {
+        let Some(gateway) = self.gateway.take() else {
+            return Ok(0);
+        };
+        let result = gateway
+            .join()
+            .map_err(|_| anyhow::anyhow!("the gateway thread panicked"))?;
+        if let Some(server) = self.metrics_server.take() {
+            server.stop();
+        }
+        result
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.join();
+    }
+}
+
+fn core_config(config: &EngineConfig) -> CoreConfig {
+    CoreConfig {
+        sessions_max: config.sessions_max,
+        symbols: config.symbols.clone(),
+        venue: VenueConfig {
+            orders_max: config.venue.orders_max,
+            levels_max: config.venue.levels_max,
+            levels_per_side_max: config.venue.levels_per_side_max,
+            symbols_max: 1,
+            accounts_max: config.venue.accounts_max,
+            ids_max: config.venue.ids_max,
+        },
+    }
+}
+
+/// Replays every journaled input into `core`.
+fn replay(dir: &Path, next_sequence: u64, core: &mut Core) -> anyhow::Result<Recovered> {
+    let mut recovered = Recovered {
+        replayed: 0,
+        sequence: 0,
+        digest: core.state_digest(),
+    };
+    if next_sequence == 1 {
+        return Ok(recovered);
+    }
+    let mut reader = Reader::open(dir)?;
+    let mut scratch = Vec::with_capacity(4096);
+    while let Some(entry) = reader.next()? {
+        let input = record::decode(entry.kind, entry.payload).map_err(|reason| {
+            anyhow::anyhow!(
+                "journal record {} is not an engine input: {reason}",
+                entry.sequence
+            )
+        })?;
+        scratch.clear();
+        core.apply(entry.timestamp_ns, &input, &mut scratch);
+        recovered.replayed += 1;
+        recovered.sequence = entry.sequence;
+    }
+    if recovered.sequence + 1 != next_sequence {
+        bail!(
+            "replay ended at sequence {} but the journal continues at {next_sequence}",
+            recovered.sequence
+        );
+    }
+    recovered.digest = core.state_digest();
+    Ok(recovered)
+}
+
+fn last_ts(dir: &Path, sequence: u64) -> u64 {
+    if sequence == 0 {
+        return 0;
+    }
+    Reader::from_sequence(dir, sequence)
+        .ok()
+        .and_then(|mut r| r.next().ok().flatten().map(|e| e.timestamp_ns))
+        .unwrap_or(0)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The journal stage: appends every input; fails the engine (panics the stage, which halts the
+/// ring) when the journal cannot take it, because an input that is not on record must not be
+/// acknowledged.
+struct JournalStage {
+    writer: Option<Writer>,
+    payload: [u8; PAYLOAD_LEN_MAX],
+    metrics: Arc<Metrics>,
+    durable: DurableWatch,
+}
+
+impl EventHandler<InputSlot> for JournalStage {
+    fn on_event(&mut self, slot: &InputSlot, _sequence: i64, end_of_batch: bool) {
+        if slot.last {
+            return;
+        }
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        let (kind, len) = record::encode(&slot.input, &mut self.payload);
+        let appended = writer
+            .append(kind, slot.ts, &self.payload[..len])
+            .unwrap_or_else(|error| panic!("journal append failed: {error}"));
+        assert_eq!(
+            appended, slot.journal_sequence,
+            "the journal's sequence and the gateway's disagree"
+        );
+        self.metrics
+            .journal_written
+            .store(appended, Ordering::Relaxed);
+        if end_of_batch {
+            self.metrics
+                .journal_durable
+                .store(self.durable.durable_sequence(), Ordering::Relaxed);
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            if let Err(error) = writer.sync() {
+                eprintln!("sequent-engine: journal sync at shutdown failed: {error}");
+            }
+            if let Err(error) = writer.close() {
+                eprintln!("sequent-engine: journal close failed: {error}");
+            }
+        }
+    }
+}
+
+/// The core stage: sessions, throttle and matching; outputs to the output ring.
+struct CoreStage {
+    core: Core,
+    out: Option<SingleProducer<OutputSlot>>,
+    scratch: Vec<Output>,
+    metrics: Arc<Metrics>,
+}
+
+impl EventHandler<InputSlot> for CoreStage {
+    fn on_event(&mut self, slot: &InputSlot, _sequence: i64, _end_of_batch: bool) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        if slot.last {
+            let _ = out.publish(|o| {
+                o.last = true;
+                o.input_sequence = slot.journal_sequence;
+            });
+            return;
+        }
+        self.scratch.clear();
+        self.core.apply(slot.ts, &slot.input, &mut self.scratch);
+        for output in &self.scratch {
+            // Blocks while the gateway is behind: backpressure, never loss.
+            let _ = out.publish(|o| {
+                o.input_sequence = slot.journal_sequence;
+                o.output = *output;
+                o.last = false;
+            });
+        }
+        let counters = self.core.counters();
+        self.metrics
+            .applied
+            .store(counters.applied, Ordering::Relaxed);
+        self.metrics
+            .duplicates
+            .store(counters.duplicates, Ordering::Relaxed);
+        self.metrics
+            .session_rejects
+            .store(counters.session_rejects, Ordering::Relaxed);
+    }
+
+    fn on_shutdown(&mut self) {
+        if let Some(out) = self.out.take() {
+            let _ = out.shutdown();
+        }
+    }
+}
+
+const LISTENER: Token = Token(usize::MAX);
+const READ_BUFFER: usize = 16 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// One client connection's slot; every buffer is allocated at start.
+struct Connection {
+    stream: Option<TcpStream>,
+    id: ConnectionId,
+    generation: u64,
+    read: Box<[u8]>,
+    read_len: usize,
+    write: Vec<u8>,
+    /// Close once `write` is flushed.
+    closing: bool,
+}
+
+/// The gateway: the network thread and the sequencer.
+struct Gateway {
+    poll: Poll,
+    listener: TcpListener,
+    connections: Vec<Connection>,
+    free: Vec<usize>,
+    input: Option<SingleProducer<InputSlot>>,
+    output: EventPoller<OutputSlot>,
+    durable: DurableWatch,
+    hold: bool,
+    held: VecDeque<OutputSlot>,
+    held_max: usize,
+    next_sequence: u64,
+    last_ts: u64,
+    epoch: u64,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+    frame: [u8; FRAME_LEN_MAX],
+}
+
+impl Gateway {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        config: &EngineConfig,
+        mut listener: TcpListener,
+        input: SingleProducer<InputSlot>,
+        output: EventPoller<OutputSlot>,
+        durable: DurableWatch,
+        next_sequence: u64,
+        last_ts: u64,
+        epoch: u64,
+        metrics: Arc<Metrics>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let slots = config.gateway.connections_max;
+        let connections = (0..slots)
+            .map(|_| Connection {
+                stream: None,
+                id: 0,
+                generation: 0,
+                read: vec![0u8; READ_BUFFER].into_boxed_slice(),
+                read_len: 0,
+                write: Vec::with_capacity(WRITE_BUFFER),
+                closing: false,
+            })
+            .collect();
+        Ok(Self {
+            poll,
+            listener,
+            connections,
+            free: (0..slots).rev().collect(),
+            input: Some(input),
+            output,
+            durable,
+            hold: config.journal.hold_replies_until_durable,
+            held: VecDeque::with_capacity(config.rings.output_slots),
+            held_max: config.rings.output_slots,
+            next_sequence,
+            last_ts,
+            epoch,
+            metrics,
+            stop,
+            frame: [0; FRAME_LEN_MAX],
+        })
+    }
+
+    fn connection_id(&self, index: usize, generation: u64) -> ConnectionId {
+        (self.epoch << 40) | (generation << 20) | index as u64
+    }
+
+    fn run(mut self) -> anyhow::Result<u64> {
+        let mut events = Events::with_capacity(1024);
+        let mut sequenced = 0u64;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let busy = self.pump_outputs();
+            let timeout = if busy || !self.held.is_empty() {
+                Duration::from_micros(200)
+            } else {
+                Duration::from_millis(2)
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error.into()),
+            }
+            for event in &events {
+                if event.token() == LISTENER {
+                    self.accept()?;
+                    continue;
+                }
+                let index = event.token().0;
+                if event.is_readable() || event.is_read_closed() {
+                    sequenced += self.read(index)?;
+                }
+                if event.is_writable() {
+                    self.flush(index)?;
+                }
+            }
+        }
+        self.shut_down()?;
+        Ok(sequenced)
+    }
+
+    /// Stops reading, drains the rings while writing the replies they still produce (after the
+    /// journal's last sync when replies are held), then closes every connection. The closes are not
+    /// sequenced: the restart marker of the next start logs those sessions out.
+    fn shut_down(&mut self) -> anyhow::Result<()> {
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        let ts = self.clock();
+        let Some(mut input) = self.input.take() else {
+            return Ok(());
+        };
+        let journal_sequence = self.next_sequence;
+        input.publish(|slot| {
+            slot.last = true;
+            slot.journal_sequence = journal_sequence;
+            slot.ts = ts;
+        })?;
+        // The rings drain on another thread while this one keeps emptying the output ring, which
+        // the core may otherwise fill and block on.
+        let drain = std::thread::spawn(move || input.shutdown());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, closed) = self.pump();
+            let delivered = self.held.iter().all(|slot| slot.last);
+            if closed && delivered {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                eprintln!(
+                    "sequent-engine: shutdown: {} replies still held after 30 s, dropped",
+                    self.held.len()
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        drain
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ring drain panicked"))??;
+        for index in 0..self.connections.len() {
+            let end = std::time::Instant::now() + Duration::from_secs(1);
+            while !self.connections[index].write.is_empty()
+                && self.connections[index].stream.is_some()
+                && std::time::Instant::now() < end
+            {
+                self.flush(index)?;
+                std::thread::yield_now();
+            }
+            if let Some(mut stream) = self.connections[index].stream.take() {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+        }
+        Ok(())
+    }
+
+    fn clock(&mut self) -> u64 {
+        self.last_ts = now_ns().max(self.last_ts);
+        self.last_ts
+    }
+
+    fn sequence_input(&mut self, input: Input) -> anyhow::Result<()> {
+        let ts = self.clock();
+        let journal_sequence = self.next_sequence;
+        loop {
+            let Some(producer) = self.input.as_mut() else {
+                bail!("the input ring is closed");
+            };
+            match producer.try_publish(|slot| {
+                slot.journal_sequence = journal_sequence;
+                slot.ts = ts;
+                slot.input = input;
+                slot.last = false;
+            }) {
+                Ok(_) => break,
+                // Full: the core may be waiting for room in the output ring, which only this
+                // thread empties, so empty it before trying again (never block here).
+                Err(TryPublishError::Full) => {
+                    self.pump_outputs();
+                    std::thread::yield_now();
+                }
+                Err(TryPublishError::Halted(halted)) => {
+                    bail!("the pipeline stopped: {halted:?}")
+                }
+            }
+        }
+        self.next_sequence += 1;
+        self.metrics.inputs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn accept(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let Some(index) = self.free.pop() else {
+                        // Full: refuse by closing at once; nothing was sequenced for it.
+                        drop(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    self.poll.registry().register(
+                        &mut stream,
+                        Token(index),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let generation = self.connections[index].generation + 1;
+                    let id = self.connection_id(index, generation);
+                    let connection = &mut self.connections[index];
+                    connection.stream = Some(stream);
+                    connection.generation = generation;
+                    connection.id = id;
+                    connection.read_len = 0;
+                    connection.write.clear();
+                    connection.closing = false;
+                    self.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .connections_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    eprintln!("sequent-engine: accept failed: {error}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Reads what the socket has, sequences every whole frame; returns how many.
+    fn read(&mut self, index: usize) -> anyhow::Result<u64> {
+        let mut sequenced = 0;
+        loop {
+            let connection = &mut self.connections[index];
+            let Some(stream) = connection.stream.as_mut() else {
+                return Ok(sequenced);
+            };
+            if connection.closing {
+                return Ok(sequenced);
+            }
+            let len = connection.read_len;
+            match stream.read(&mut connection.read[len..]) {
+                Ok(0) => {
+                    self.close(index)?;
+                    return Ok(sequenced);
+                }
+                Ok(n) => {
+                    connection.read_len += n;
+                    sequenced += self.decode(index)?;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(sequenced),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(index)?;
+                    return Ok(sequenced);
+                }
+            }
+        }
+    }
+
+    /// Decodes the whole frames in a connection's read buffer.
+    fn decode(&mut self, index: usize) -> anyhow::Result<u64> {
+        let mut at = 0;
+        let mut sequenced = 0;
+        let id = self.connections[index].id;
+        loop {
+            let connection = &self.connections[index];
+            let available = &connection.read[at..connection.read_len];
+            match decode_client(available) {
+                Decoded::Frame(frame, len) => {
+                    at += len;
+                    self.sequence_input(Input::Frame {
+                        connection: id,
+                        sequence: frame.sequence,
+                        message: frame.message,
+                    })?;
+                    sequenced += 1;
+                }
+                Decoded::Incomplete => break,
+                Decoded::Error(error, len) => {
+                    self.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    let ref_sequence = if available.len() >= HEADER_LEN {
+                        u32::from_le_bytes([available[4], available[5], available[6], available[7]])
+                    } else {
+                        0
+                    };
+                    self.send(
+                        index,
+                        0,
+                        &EngineMessage::SessionReject(SessionRejectBody {
+                            reason: (error.reason() as u16).into(),
+                            reserved: 0.into(),
+                            ref_sequence: ref_sequence.into(),
+                        }),
+                    );
+                    if error.is_fatal() {
+                        // The stream cannot be framed any more: this session only goes.
+                        self.connections[index].closing = true;
+                        self.connections[index].read_len = 0;
+                        self.flush(index)?;
+                        return Ok(sequenced);
+                    }
+                    at += len;
+                }
+            }
+        }
+        let connection = &mut self.connections[index];
+        connection.read.copy_within(at..connection.read_len, 0);
+        connection.read_len -= at;
+        Ok(sequenced)
+    }
+
+    /// Queues a frame for a connection.
+    fn send(&mut self, index: usize, sequence: u32, message: &EngineMessage) {
+        let len = encode_engine(&mut self.frame, sequence, message);
+        let connection = &mut self.connections[index];
+        if connection.write.len() + len > connection.write.capacity() {
+            // A client that does not read its replies is cut off rather than grow the buffer.
+            connection.closing = true;
+            connection.write.clear();
+            return;
+        }
+        connection.write.extend_from_slice(&self.frame[..len]);
+    }
+
+    fn flush(&mut self, index: usize) -> anyhow::Result<()> {
+        let connection = &mut self.connections[index];
+        let Some(stream) = connection.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut written = 0;
+        let mut failed = false;
+        while written < connection.write.len() {
+            match stream.write(&connection.write[written..]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        connection.write.drain(..written);
+        if failed || (connection.closing && connection.write.is_empty()) {
+            self.close(index)?;
+        }
+        Ok(())
+    }
+
+    /// Closes a connection and sequences its disconnection.
+    fn close(&mut self, index: usize) -> anyhow::Result<()> {
+        let connection = &mut self.connections[index];
+        let Some(mut stream) = connection.stream.take() else {
+            return Ok(());
+        };
+        let _ = self.poll.registry().deregister(&mut stream);
+        let _ = stream.flush();
+        drop(stream);
+        let id = connection.id;
+        connection.write.clear();
+        connection.read_len = 0;
+        connection.closing = false;
+        self.free.push(index);
+        self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.input.is_none() {
+            // Shutting down: the next start's restart marker logs the session out.
+            return Ok(());
+        }
+        self.sequence_input(Input::Disconnected { connection: id })
+    }
+
+    fn pump_outputs(&mut self) -> bool {
+        self.pump().0
+    }
+
+    /// Takes outputs from the ring, holds them until durable if asked, writes what may go.
+    /// Returns (anything happened, the output ring is closed and read to its end).
+    fn pump(&mut self) -> (bool, bool) {
+        let room = self.held_max - self.held.len();
+        let mut taken = 0;
+        let mut closed = false;
+        if room > 0 {
+            let held = &mut self.held;
+            match self.output.poll_limit(room, |slot, _, _| {
+                held.push_back(*slot);
+            }) {
+                PollState::Processed(n) => taken = n,
+                PollState::Closed => closed = true,
+                PollState::Idle => {}
+            }
+        }
+        let durable = if self.hold {
+            self.durable.durable_sequence()
+        } else {
+            u64::MAX
+        };
+        let mut touched = false;
+        while let Some(slot) = self.held.front() {
+            if slot.input_sequence > durable || slot.last {
+                break;
+            }
+            let slot = self.held.pop_front().expect("front exists");
+            touched = true;
+            match slot.output {
+                Output::Send {
+                    connection,
+                    sequence,
+                    message,
+                } => match self.index_of(connection) {
+                    Some(index) => {
+                        self.send(index, sequence, &message);
+                        self.metrics.replies.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        self.metrics.replies_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                Output::Disconnect { connection } => {
+                    if let Some(index) = self.index_of(connection) {
+                        self.connections[index].closing = true;
+                    }
+                }
+            }
+        }
+        self.metrics
+            .replies_held
+            .store(self.held.len() as u64, Ordering::Relaxed);
+        if touched {
+            for index in 0..self.connections.len() {
+                let connection = &self.connections[index];
+                if connection.stream.is_some()
+                    && (!connection.write.is_empty() || connection.closing)
+                {
+                    // Errors close that connection only.
+                    let _ = self.flush(index);
+                }
+            }
+        }
+        (taken > 0 || touched, closed)
+    }
+
+    fn index_of(&self, connection: ConnectionId) -> Option<usize> {
+        let index = (connection & 0xF_FFFF) as usize;
+        let slot = self.connections.get(index)?;
+        (slot.stream.is_some() && slot.id == connection).then_some(index)
+    }
+}

@@ -45,6 +45,11 @@ pub struct Args {
     /// Do not pin threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Skip the ring pipeline part and run only the engine.
+    #[arg(long)]
+    skip_ring: bool,
+    #[command(flatten)]
+    engine: crate::demo_engine::EngineArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -143,6 +148,13 @@ impl EventHandler<Event> for Egress {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if !args.skip_ring {
+        run_ring(args)?;
+    }
+    crate::demo_engine::run(&args.engine)
+}
+
+fn run_ring(args: &Args) -> Result<()> {
     ensure!(
         args.ring_size.is_power_of_two() && args.ring_size >= BATCH,
         "--ring-size must be a power of two >= {BATCH}"

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod demo_engine;
 mod journal_cmd;
 mod match_cmd;
 

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub journal_durable: AtomicU64,
     /// Replies waiting for durability.
     pub replies_held: AtomicU64,
+    /// The core's `state_digest()` when its stage stopped (0 while running).
+    pub final_digest: AtomicU64,
 }
 
 /// A slot of the input ring.
@@ -272,10 +274,18 @@ impl Engine {
     }
 
     /// Graceful stop: no new input, the rings drain, replies are written, the journal is synced.
-    /// Returns the number of inputs sequenced in this run.
+    /// Returns the number of frames sequenced in this run.
     pub fn shutdown(mut self) -> anyhow::Result<u64> {
         self.stop.store(true, Ordering::Release);
         self.join()
+    }
+
+    /// Like [`Engine::shutdown`], and also returns the core's final `state_digest()` (which a
+    /// restart on the same journal recovers to).
+    pub fn shutdown_with_digest(mut self) -> anyhow::Result<(u64, u64)> {
+        self.stop.store(true, Ordering::Release);
+        let inputs = self.join()?;
+        Ok((inputs, self.metrics.final_digest.load(Ordering::Acquire)))
     }
 
     /// Waits for the gateway to stop (after the stop flag is set by someone).
@@ -456,6 +466,9 @@ impl EventHandler<InputSlot> for CoreStage {
     }
 
     fn on_shutdown(&mut self) {
+        self.metrics
+            .final_digest
+            .store(self.core.state_digest(), Ordering::Release);
         if let Some(out) = self.out.take() {
             let _ = out.shutdown();
         }

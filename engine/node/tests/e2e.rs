@@ -202,3 +202,29 @@ fn a_restart_recovers_the_book_by_replay() {
     );
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_restart_recovers_to_the_digest_the_engine_stopped_with() {
+    let dir = TempDir::new("digest");
+    let engine = Engine::start(&config(&dir.0)).unwrap();
+    let mut a = connect(engine.address(), 1);
+    let mut b = connect(engine.address(), 2);
+    for id in 1..=50 {
+        a.new_limit(id, 1, "ABC", id % 2 == 0, 95 + i64::from(id % 10), 3)
+            .unwrap();
+        b.new_limit(id, 2, "ABC", id % 3 == 0, 95 + i64::from(id % 7), 2)
+            .unwrap();
+    }
+    a.new_limit(60, 1, "XYZ", true, 10, 1).unwrap();
+    a.receive().unwrap();
+    drop((a, b));
+    let (_, digest) = engine.shutdown_with_digest().unwrap();
+    assert_ne!(digest, 0);
+    let engine = Engine::start(&config(&dir.0)).unwrap();
+    assert_eq!(
+        engine.recovered().digest,
+        digest,
+        "replay did not rebuild the same state"
+    );
+    engine.shutdown().unwrap();
+}

@@ -7,8 +7,8 @@
 //! ```
 //! Two phases: a burst (batched publication as fast as the ring takes it: throughput) and an open
 //! loop at a fixed rate (latency from each event's *intended* send time, so a stall is charged in
-//! full rather than hidden by a producer that waits). Until the engine binary lands, this is the
-//! demo the README runs; the business stages are stand-ins with real work and real checks.
+//! full rather than hidden by a producer that waits). The business stages are stand-ins with real
+//! work and real checks; the engine part that follows (`demo_engine.rs`) runs the real ones.
 
 use std::sync::mpsc;
 use std::time::Duration;

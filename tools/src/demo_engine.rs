@@ -4,20 +4,12 @@
 //! send time (open loop, so a stall is charged in full), trades, the journal's size and that it
 //! verifies, and that a restart on the journal recovers the exact state the engine stopped with.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use hdrhistogram::Histogram;
 use sequent_node::config::EngineConfig;
 use sequent_node::engine::Engine;
-use sequent_node::protocol::{
-    CancelBody, ClientMessage, Decoded, EngineMessage, FRAME_LEN_MAX, LoginBody, decode_engine,
-    encode_client,
-};
 
 #[derive(clap::Args, Debug)]
 pub struct EngineArgs {
@@ -30,15 +22,6 @@ pub struct EngineArgs {
     /// Orders per second per client (open loop).
     #[arg(long, default_value_t = 5_000)]
     client_rate: u64,
-}
-
-/// What one client saw.
-struct ClientStats {
-    sent: u64,
-    acked: u64,
-    rejected: u64,
-    fills: u64,
-    latency: Histogram<u64>,
 }
 
 pub fn run(args: &EngineArgs) -> Result<()> {
@@ -100,36 +83,15 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
             "warning: {threads} threads (gateway, journal, core, housekeeper, 2 per client) on {cores} cores: oversubscribed; latency includes scheduler delays"
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..args.clients)
-        .map(|i| {
-            let address = engine.address();
-            let stop = Arc::clone(&stop);
-            let rate = args.client_rate;
-            std::thread::spawn(move || client(address, i + 1, rate, &stop))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(args.engine_seconds));
-    stop.store(true, Ordering::Release);
-    let mut total = ClientStats {
-        sent: 0,
-        acked: 0,
-        rejected: 0,
-        fills: 0,
-        latency: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)?,
-    };
-    for handle in handles {
-        let stats = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
-        total.sent += stats.sent;
-        total.acked += stats.acked;
-        total.rejected += stats.rejected;
-        total.fills += stats.fills;
-        total.latency.add(&stats.latency)?;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let total = sequent_node::load::run(
+        engine.address(),
+        &sequent_node::load::LoadConfig {
+            sessions: args.clients,
+            rate_per_session: args.client_rate,
+            duration: Duration::from_secs(args.engine_seconds),
+        },
+    )?;
+    let elapsed = total.elapsed.as_secs_f64();
     let inputs = engine.metrics().inputs.load(Ordering::Relaxed);
     let (_, digest) = engine.shutdown_with_digest()?;
     let q = |p: f64| total.latency.value_at_quantile(p) as f64 / 1_000.0;
@@ -184,144 +146,4 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
         recovered.replayed, recovered.digest
     );
     Ok(())
-}
-
-/// One simulated client: a sender on the open-loop schedule and a receiver on the same
-/// connection. Orders rest around 100 and cross now and then; every tenth message cancels.
-fn client(address: SocketAddr, session: u32, rate: u64, stop: &AtomicBool) -> Result<ClientStats> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_nodelay(true)?;
-    let mut frame = [0u8; FRAME_LEN_MAX];
-    let len = encode_client(
-        &mut frame,
-        0,
-        &ClientMessage::Login(LoginBody {
-            session: session.into(),
-            next_expected: 1.into(),
-            flags: 1,
-            reserved: [0; 7],
-        }),
-    );
-    stream.write_all(&frame[..len])?;
-    let mut reader = stream.try_clone()?;
-    // intended send time (ns since `epoch`) per client order id
-    let intended: Arc<Vec<AtomicU64>> =
-        Arc::new((0..2_000_000).map(|_| AtomicU64::new(0)).collect());
-    let sent = Arc::new(AtomicU64::new(0));
-    let done_sending = Arc::new(AtomicBool::new(false));
-    let epoch = Instant::now();
-    let receiver = {
-        let intended = Arc::clone(&intended);
-        let sent = Arc::clone(&sent);
-        let done = Arc::clone(&done_sending);
-        std::thread::spawn(move || -> Result<ClientStats> {
-            reader.set_read_timeout(Some(Duration::from_millis(50)))?;
-            let mut stats = ClientStats {
-                sent: 0,
-                acked: 0,
-                rejected: 0,
-                fills: 0,
-                latency: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)?,
-            };
-            let mut buffer = Vec::with_capacity(1 << 16);
-            let mut chunk = [0u8; 1 << 14];
-            let mut idle_since = None;
-            loop {
-                let answered = stats.acked + stats.rejected;
-                if done.load(Ordering::Acquire) && answered >= sent.load(Ordering::Acquire) {
-                    break;
-                }
-                match reader.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        idle_since = None;
-                        buffer.extend_from_slice(&chunk[..n]);
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        let since = *idle_since.get_or_insert_with(Instant::now);
-                        if done.load(Ordering::Acquire) && since.elapsed() > Duration::from_secs(5)
-                        {
-                            break; // answers lost: reported by the caller's check
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                let mut at = 0;
-                while let Decoded::Frame(f, len) = decode_engine(&buffer[at..]) {
-                    at += len;
-                    let now = epoch.elapsed().as_nanos() as u64;
-                    match f.message {
-                        EngineMessage::Accepted(a) => {
-                            stats.acked += 1;
-                            let t0 =
-                                intended[a.client_order_id.get() as usize].load(Ordering::Acquire);
-                            stats.latency.record(now.saturating_sub(t0).max(1_000))?;
-                        }
-                        // Reason 2 (unknown order) answers a cancel of an order that already
-                        // traded; cancels are not counted as sent orders.
-                        EngineMessage::Rejected(r) if r.reason.get() != 2 => stats.rejected += 1,
-                        EngineMessage::Fill(_) => stats.fills += 1,
-                        _ => {}
-                    }
-                }
-                buffer.drain(..at);
-            }
-            stats.sent = sent.load(Ordering::Acquire);
-            Ok(stats)
-        })
-    };
-    // Let the login be answered before the first order.
-    std::thread::sleep(Duration::from_millis(20));
-    let interval_ns = 1_000_000_000 / rate.max(1);
-    let mut sequence = 1u32;
-    let mut id = 1u32;
-    let mut x = u64::from(session).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while !stop.load(Ordering::Acquire) && (id as usize) < intended.len() - 1 {
-        let due = u64::from(id) * interval_ns;
-        let now = epoch.elapsed().as_nanos() as u64;
-        if now < due {
-            std::thread::sleep(Duration::from_nanos((due - now).min(1_000_000)));
-            continue;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let message = if id % 10 == 0 {
-            // Cancel an earlier order (rejected as unknown when it already traded: not counted).
-            ClientMessage::Cancel(CancelBody {
-                client_order_id: (id - 5).into(),
-                reserved: 0.into(),
-            })
-        } else {
-            let buy = x & 1 == 0;
-            let offset = ((x >> 8) % 6) as i64;
-            ClientMessage::NewOrder(sequent_node::client::limit_order(
-                id,
-                session,
-                if x & 0x100 == 0 { "ABC" } else { "XYZ" },
-                buy,
-                if buy { 97 + offset } else { 103 - offset },
-                1 + (x >> 20) % 10,
-            ))
-        };
-        intended[id as usize].store(due, Ordering::Release);
-        let len = encode_client(&mut frame, sequence, &message);
-        stream.write_all(&frame[..len])?;
-        if id % 10 != 0 {
-            sent.fetch_add(1, Ordering::AcqRel);
-        }
-        sequence += 1;
-        id += 1;
-    }
-    done_sending.store(true, Ordering::Release);
-    let stats = receiver
-        .join()
-        .map_err(|_| anyhow::anyhow!("a client receiver panicked"))??;
-    Ok(stats)
 }

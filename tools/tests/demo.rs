@@ -29,6 +29,12 @@ fn the_demo_runs_and_checks_itself() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("checks: every handler saw"), "{stdout}");
     assert!(stdout.contains("acknowledged"), "{stdout}");
-    assert!(stdout.contains("verifies (checksums, chain, seals)"), "{stdout}");
-    assert!(stdout.contains("equal to the one it stopped with"), "{stdout}");
+    assert!(
+        stdout.contains("verifies (checksums, chain, seals)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("equal to the one it stopped with"),
+        "{stdout}"
+    );
 }

@@ -10,7 +10,7 @@
 //!   output ring, the gateway thread (mio) that sequences inputs and writes replies, held until
 //!   durable when configured.
 //! - [`config`]: `engine.toml`. [`metrics`]: the Prometheus endpoint. [`client`]: a blocking
-//!   client for tests, the demo and the benchmark.
+//!   client for tests. [`load`]: the open-loop load of `sequent demo` and `sequent-bench engine`.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod load;
 pub mod metrics;
 pub mod protocol;
 pub mod record;

@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod journal;
 pub mod machine;
 pub mod matching;

@@ -81,6 +81,30 @@ enum Command {
     Matching(MatchingArgs),
     /// The sequent journal beside buffered write(2), write+fdatasync, BufReader and rtrb.
     Journal(JournalArgs),
+    /// sequent-engine over loopback TCP, open loop, beside an echo server baseline.
+    Engine(EngineArgs),
+}
+
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Shorter runs (1 s per rate).
+    #[arg(long)]
+    quick: bool,
+    /// Sessions (one connection each).
+    #[arg(long, default_value_t = 4)]
+    sessions: u32,
+    /// Offered rates, orders/s in all (comma list).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 40_000, 80_000])]
+    rates: Vec<u64>,
+    /// Seconds per (target, rate) (default 3, --quick 1).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// JSON lines instead of the table.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// A Markdown table with the machine line (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +220,7 @@ fn main() -> ExitCode {
         Command::Ring(args) => ring(&args),
         Command::Matching(args) => matching_bench(&args),
         Command::Journal(args) => journal(&args),
+        Command::Engine(args) => engine_bench(&args),
     }
 }
 
@@ -514,4 +539,60 @@ fn write_stdout(output: &str) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+fn engine_bench(args: &EngineArgs) -> ExitCode {
+    use sequent_bench::engine::{EngineBenchConfig, render_markdown, run};
+    let machine = Machine::detect();
+    eprintln!("machine: {}", machine.summary());
+    let threads = 2 * args.sessions as usize + 4;
+    if threads > machine.cores {
+        eprintln!(
+            "WARNING: {threads} threads (2 per session + the engine's 4) on {} cores: oversubscribed; latency includes the scheduler",
+            machine.cores
+        );
+    }
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    let config = EngineBenchConfig {
+        sessions: args.sessions.max(1),
+        rates: args.rates.clone(),
+        seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
+        dir: std::env::temp_dir(),
+    };
+    let rows = match run(&config, |row| {
+        eprintln!(
+            "  {:<15} offered {:>7}/s  acked {:>7}/s  p50 {:>9}  p99 {:>9}  max {:>9}",
+            row.target,
+            format_rate(row.offered),
+            format_rate(row.acked_per_sec),
+            format_ns(row.p50_ns),
+            format_ns(row.p99_ns),
+            format_ns(row.max_ns)
+        );
+    }) {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let output = if args.json {
+        rows.iter()
+            .map(|row| serde_json::to_string(row).unwrap_or_default() + "\n")
+            .collect()
+    } else {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        render_markdown(
+            &machine,
+            &format!("sequent-bench {}", command.join(" ")),
+            config.sessions,
+            &rows,
+        )
+    };
+    write_stdout(&output)
 }

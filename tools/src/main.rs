@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod journal_cmd;
+mod ledger_cmd;
 mod match_cmd;
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,10 @@ enum Command {
     /// Run orders from a JSON-lines file through the throttle and the books, single-threaded;
     /// events as JSON lines on stdout (contract: docs/match-format.md).
     Match(match_cmd::Args),
+    /// The double-entry ledger over JSON lines: apply accounts and transfers (contract:
+    /// docs/ledger-format.md).
+    #[command(subcommand)]
+    Ledger(ledger_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal_cmd::run(command),
         Command::Match(args) => match_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Ledger(command) => ledger_cmd::run(command),
     };
     match outcome {
         Ok(code) => code,

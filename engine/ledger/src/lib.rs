@@ -197,8 +197,10 @@ impl Ledger {
             accounts: Vec::with_capacity(config.accounts_max as usize),
             account_index: HashMap::with_capacity(config.accounts_max as usize),
             transfers: Vec::with_capacity(transfers),
-            // Headroom over the limit so tentative chain inserts and removals never rehash.
-            transfer_index: HashMap::with_capacity(transfers + transfers / 2 + LINKED_CHAIN_MAX),
+            // Twice the limit: removals by chain rollbacks leave tombstones, and a table at most
+            // half full is rehashed in place when they use up its growth room, never reallocated
+            // (hashbrown's `reserve_rehash`); the counting-allocator test holds it to that.
+            transfer_index: HashMap::with_capacity(2 * transfers + LINKED_CHAIN_MAX),
             failed: Vec::with_capacity(transfers),
             expiries: BinaryHeap::with_capacity(transfers),
             undo: Vec::with_capacity(LINKED_CHAIN_MAX),

@@ -22,6 +22,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use sha2::{Digest, Sha256};
 
+pub mod cross_shard;
 mod types;
 
 pub use types::{

@@ -22,6 +22,23 @@ pub enum Command {
     /// Run accounts and transfers from a JSON-lines file through the ledger, single-threaded;
     /// one result line per input on stdout (contract: docs/ledger-format.md).
     Apply(ApplyArgs),
+    /// Print the RFC 9162 inclusion proof of the journal record that carried transfer ID (the
+    /// first `transfer` line with that id in a journal written by `apply --journal`), against
+    /// its segment's Merkle root; `sequent journal check-proof` verifies the `--json` form.
+    Prove(ProveArgs),
+}
+
+/// Arguments of `sequent ledger prove`.
+#[derive(clap::Args, Debug)]
+pub struct ProveArgs {
+    /// The journal directory written by `sequent ledger apply --journal`.
+    #[arg(long)]
+    journal: PathBuf,
+    /// The transfer id.
+    id: u64,
+    /// Print the proof as one JSON object (the input of `sequent journal check-proof`).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `sequent ledger apply`.
@@ -289,7 +306,45 @@ fn write_outcome(out: &mut impl Write, id: u128, outcome: Outcome) -> std::io::R
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Apply(args) => apply(&args).map(|()| ExitCode::SUCCESS),
+        Command::Prove(args) => prove(&args),
     }
+}
+
+/// Finds the first journaled `transfer` line with the id and proves its record.
+fn prove(args: &ProveArgs) -> anyhow::Result<ExitCode> {
+    let mut reader = sequent_journal::Reader::open(&args.journal)
+        .with_context(|| format!("cannot read the journal in {}", args.journal.display()))?;
+    let want = u128::from(args.id);
+    let mut found = None;
+    while let Some(record) = reader.next().context("cannot read the journal")? {
+        if record.kind != JOURNAL_KIND_LEDGER_LINE {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(record.payload) else {
+            continue;
+        };
+        if let Ok(Some(Line {
+            input: Input::Transfer(t),
+            ..
+        })) = parse_line(text)
+        {
+            if t.id == want {
+                found = Some(record.sequence);
+                break;
+            }
+        }
+    }
+    let Some(sequence) = found else {
+        eprintln!("sequent: no journaled transfer with id {}", args.id);
+        return Ok(ExitCode::from(1));
+    };
+    eprintln!("sequent ledger: transfer {} is record {sequence}", args.id);
+    crate::journal_cmd::proof::prove(&crate::journal_cmd::proof::ProveArgs::inclusion(
+        args.journal.clone(),
+        sequence,
+        args.json,
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn apply(args: &ApplyArgs) -> anyhow::Result<()> {

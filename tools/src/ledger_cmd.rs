@@ -26,6 +26,29 @@ pub enum Command {
     /// first `transfer` line with that id in a journal written by `apply --journal`), against
     /// its segment's Merkle root; `sequent journal check-proof` verifies the `--json` form.
     Prove(ProveArgs),
+    /// Apply FILE, then reconcile the ledger's posted transfers with a settlement CSV (columns
+    /// in docs/ledger-format.md): a readable report, or JSON; exit 0 only without breaks.
+    Reconcile(ReconcileArgs),
+}
+
+/// Arguments of `sequent ledger reconcile`.
+#[derive(clap::Args, Debug)]
+pub struct ReconcileArgs {
+    /// JSON-lines input, as for `apply`.
+    #[arg(long)]
+    input: PathBuf,
+    /// The settlement file (CSV).
+    #[arg(long)]
+    settlement: PathBuf,
+    /// Amounts within this many minor units match.
+    #[arg(long, default_value_t = 0)]
+    tolerance: u64,
+    /// Value dates within this many days match.
+    #[arg(long, default_value_t = 0)]
+    date_tolerance_days: u32,
+    /// One JSON object instead of the readable report.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `sequent ledger prove`.
@@ -307,7 +330,108 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Apply(args) => apply(&args).map(|()| ExitCode::SUCCESS),
         Command::Prove(args) => prove(&args),
+        Command::Reconcile(args) => reconcile(&args),
     }
+}
+
+fn reconcile(args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
+    use sequent_ledger::reconcile::{self, Category, Tolerance, format_date};
+    let input = BufReader::new(
+        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?,
+    );
+    let mut session = Session::new(Config::default());
+    let mut sink = std::io::sink();
+    for (index, text) in input.lines().enumerate() {
+        let text = text.with_context(|| format!("cannot read {}", args.input.display()))?;
+        match parse_line(&text) {
+            Ok(Some(line)) => session.apply(&line, &mut sink)?,
+            Ok(None) => {}
+            Err(message) => bail!("line {}: {message}", index + 1),
+        }
+    }
+    session.flush(&mut sink)?;
+    let csv = std::fs::read_to_string(&args.settlement)
+        .with_context(|| format!("cannot open {}", args.settlement.display()))?;
+    let rows = reconcile::parse_settlement(&csv)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.settlement.display()))?;
+    let report = reconcile::reconcile(
+        &session.ledger,
+        &rows,
+        Tolerance {
+            amount: u128::from(args.tolerance),
+            days: args.date_tolerance_days,
+        },
+    );
+    let day = |d: Option<i64>| d.map(format_date);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if args.json {
+        let counts: Map<String, Value> = Category::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), Value::from(report.count(*c))))
+            .collect();
+        let items: Vec<Value> = report
+            .items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "category": i.category.name(),
+                    "external_ref": i.external_ref,
+                    "transfer_id": i.transfer_id.to_string(),
+                    "ledger_amount": i.ledger_amount.map(|a| a.to_string()),
+                    "file_amount": i.file_amount.map(|a| a.to_string()),
+                    "ledger_date": day(i.ledger_day),
+                    "file_date": day(i.file_day),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "cut_seq": report.cut_seq,
+            "breaks": report.breaks(),
+            "counts": counts,
+            "items": items,
+        });
+        writeln!(out, "{doc}")?;
+    } else {
+        writeln!(
+            out,
+            "reconciliation at cut sequence {}: {} rows, {} breaks",
+            report.cut_seq,
+            rows.len(),
+            report.breaks()
+        )?;
+        for c in Category::ALL {
+            writeln!(out, "  {:<18} {}", c.name(), report.count(c))?;
+        }
+        for i in report
+            .items
+            .iter()
+            .filter(|i| i.category != Category::Matched)
+        {
+            let show = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            writeln!(
+                out,
+                "{:<18} ref={} transfer={} ledger_amount={} file_amount={} ledger_date={} file_date={}",
+                i.category.name(),
+                if i.external_ref.is_empty() {
+                    "-"
+                } else {
+                    &i.external_ref
+                },
+                i.transfer_id,
+                show(i.ledger_amount.map(|a| a.to_string())),
+                show(i.file_amount.map(|a| a.to_string())),
+                show(day(i.ledger_day)),
+                show(day(i.file_day)),
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(if report.breaks() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Finds the first journaled `transfer` line with the id and proves its record.

@@ -23,6 +23,7 @@ use std::collections::{BinaryHeap, HashMap};
 use sha2::{Digest, Sha256};
 
 pub mod cross_shard;
+pub mod reconcile;
 mod types;
 
 pub use types::{

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod journal;
+pub mod ledger;
 pub mod machine;
 pub mod matching;
 pub mod report;

@@ -12,7 +12,7 @@
 //!
 //! Named tests cover the seed's cases one by one (partial commit, duplicate message, clock skew,
 //! 2PC timeout); `coordinator_crash_at_every_step` and `shard_crash_at_every_step` enumerate every
-//! crash point of a run; `random_fault_runs` runs many seeds (`SEQUENT_SIM_RUNS`, default 300;
+//! crash point of a run; `random_fault_runs` runs many seeds (`SEQUENT_SIM_RUNS`, default 1000;
 //! `SEQUENT_SIM_SEED` replays one).
 
 use sequent_ledger::cross_shard::{
@@ -588,7 +588,7 @@ fn random_fault_runs() {
     let runs: u64 = std::env::var("SEQUENT_SIM_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(1000);
     let seeds: Vec<u64> = match std::env::var("SEQUENT_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -53,6 +53,62 @@ pub enum Record {
     Done { id: u128 },
 }
 
+impl Record {
+    /// Bytes of an encoded record: a tag, then fixed little-endian fields (see `encode`).
+    pub const ENCODED_LEN: usize = 1 + 16 * 4 + 4 + 2 + 8;
+
+    /// Fixed layout, little-endian: tag (1 Begin, 2 Commit, 3 Abort, 4 Done), id (16), then for
+    /// `Begin` debit (16), credit (16), amount (16), ledger (4), code (2), at_ns (8); zeros for
+    /// the others. This is the payload the caller journals.
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        let (tag, id) = match *self {
+            Record::Begin { transfer, .. } => (1, transfer.id),
+            Record::Commit { id } => (2, id),
+            Record::Abort { id } => (3, id),
+            Record::Done { id } => (4, id),
+        };
+        out[0] = tag;
+        out[1..17].copy_from_slice(&id.to_le_bytes());
+        if let Record::Begin { transfer, at_ns } = *self {
+            out[17..33].copy_from_slice(&transfer.debit_account_id.to_le_bytes());
+            out[33..49].copy_from_slice(&transfer.credit_account_id.to_le_bytes());
+            out[49..65].copy_from_slice(&transfer.amount.to_le_bytes());
+            out[65..69].copy_from_slice(&transfer.ledger.to_le_bytes());
+            out[69..71].copy_from_slice(&transfer.code.to_le_bytes());
+            out[71..79].copy_from_slice(&at_ns.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of `encode`; `None` for a payload of another length or an unknown tag.
+    pub fn decode(bytes: &[u8]) -> Option<Record> {
+        if bytes.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        let u128_at =
+            |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().unwrap_or([0; 16]));
+        let id = u128_at(1);
+        Some(match bytes[0] {
+            1 => Record::Begin {
+                transfer: CrossTransfer {
+                    id,
+                    debit_account_id: u128_at(17),
+                    credit_account_id: u128_at(33),
+                    amount: u128_at(49),
+                    ledger: u32::from_le_bytes(bytes[65..69].try_into().ok()?),
+                    code: u16::from_le_bytes(bytes[69..71].try_into().ok()?),
+                },
+                at_ns: u64::from_le_bytes(bytes[71..79].try_into().ok()?),
+            },
+            2 => Record::Commit { id },
+            3 => Record::Abort { id },
+            4 => Record::Done { id },
+            _ => return None,
+        })
+    }
+}
+
 /// What the second phase does to a leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Decision {

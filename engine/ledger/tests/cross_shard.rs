@@ -405,6 +405,24 @@ fn scripted(crash_at: Option<(usize, Fault)>) -> (Sim, usize) {
 }
 
 #[test]
+fn records_round_trip_through_their_encoding() {
+    let records = [
+        Record::Begin {
+            transfer: transfer(u128::from(u64::MAX) + 5, 7, 8, u128::MAX),
+            at_ns: 123,
+        },
+        Record::Commit { id: 1 },
+        Record::Abort { id: 2 },
+        Record::Done { id: 3 },
+    ];
+    for r in records {
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+    }
+    assert_eq!(Record::decode(&[9; Record::ENCODED_LEN]), None);
+    assert_eq!(Record::decode(&[1; 3]), None);
+}
+
+#[test]
 fn fault_free_transfers_commit_or_abort_whole() {
     let (mut sim, _) = scripted(None);
     assert_eq!(sim.check(), (1, 1));

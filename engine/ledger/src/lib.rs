@@ -19,6 +19,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use sha2::{Digest, Sha256};
 
@@ -34,6 +35,71 @@ pub use types::{
 pub const HIERARCHY_DEPTH_MAX: usize = 8;
 /// Most transfers in one linked chain (TigerBeetle's batch is 8189 events).
 pub const LINKED_CHAIN_MAX: usize = 8190;
+
+/// Hashes 128-bit ids for the indexes: a folded multiply (as in foldhash) keyed per ledger from
+/// the process's random source, so ids chosen by clients cannot be aimed at collisions in
+/// advance. The key changes only where entries sit in the tables, never an output: nothing
+/// iterates the indexes.
+#[derive(Clone, Copy, Debug)]
+struct IdHash {
+    key: u64,
+}
+
+impl IdHash {
+    fn new() -> Self {
+        Self {
+            key: RandomState::new().hash_one(0x005e_9ee7_u64) | 1,
+        }
+    }
+}
+
+/// The multiply of two words folded to one: high half xor low half.
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product >> 64) as u64 ^ product as u64
+}
+
+#[derive(Clone, Copy, Debug)]
+struct IdHasher {
+    key: u64,
+    state: u64,
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            key: self.key,
+            state: self.key,
+        }
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.state = fold(self.state ^ word, self.key ^ 0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_u128(&mut self, id: u128) {
+        self.state = fold(
+            self.state ^ id as u64,
+            (id >> 64) as u64 ^ self.key ^ 0x9e37_79b9_7f4a_7c15,
+        );
+    }
+
+    fn finish(&self) -> u64 {
+        fold(self.state, 0x2d35_8dcc_aa6c_78a5)
+    }
+}
 
 /// Capacities, fixed at construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,9 +238,9 @@ pub struct SheetRow {
 pub struct Ledger {
     config: Config,
     accounts: Vec<AccountState>,
-    account_index: HashMap<u128, u32>,
+    account_index: HashMap<u128, u32, IdHash>,
     transfers: Vec<StoredTransfer>,
-    transfer_index: HashMap<u128, Slot>,
+    transfer_index: HashMap<u128, Slot, IdHash>,
     /// Failed ids in the order they failed (for the digest).
     failed: Vec<(u128, Outcome)>,
     /// (expires at, transfer index) of committed pending transfers with a timeout; entries whose
@@ -197,12 +263,18 @@ impl Ledger {
         Self {
             config,
             accounts: Vec::with_capacity(config.accounts_max as usize),
-            account_index: HashMap::with_capacity(config.accounts_max as usize),
+            account_index: HashMap::with_capacity_and_hasher(
+                config.accounts_max as usize,
+                IdHash::new(),
+            ),
             transfers: Vec::with_capacity(transfers),
             // Twice the limit: removals by chain rollbacks leave tombstones, and a table at most
             // half full is rehashed in place when they use up its growth room, never reallocated
             // (hashbrown's `reserve_rehash`); the counting-allocator test holds it to that.
-            transfer_index: HashMap::with_capacity(2 * transfers + LINKED_CHAIN_MAX),
+            transfer_index: HashMap::with_capacity_and_hasher(
+                2 * transfers + LINKED_CHAIN_MAX,
+                IdHash::new(),
+            ),
             failed: Vec::with_capacity(transfers),
             expiries: BinaryHeap::with_capacity(transfers),
             undo: Vec::with_capacity(LINKED_CHAIN_MAX),

@@ -3,7 +3,8 @@
 //! record per batch, then `sync`: group commit), with per-batch latency percentiles; and the
 //! same workload against PostgreSQL with a conventional double-entry schema (accounts and
 //! transfers tables, one transaction per batch, row locks taken by the balance `UPDATE`s),
-//! driven through `psql` from a throwaway cluster that `tools/pg-bench-setup.sh` starts.
+//! driven through `psql` from a throwaway cluster that `tools/pg-bench-setup.sh` starts. A third
+//! mode pipelines the durable path: the journal syncs batch N while batch N+1 applies.
 //!
 //! The workload is seeded: random debit and credit among `accounts` accounts of one ledger, no
 //! limit flags, amounts 1..=1000, unique ids. Memory per account and per stored transfer is

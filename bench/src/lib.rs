@@ -22,6 +22,7 @@
 
 pub mod engine;
 pub mod journal;
+pub mod ledger;
 pub mod machine;
 pub mod matching;
 pub mod report;

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use sequent_bench::journal::{self, JournalConfig};
+use sequent_bench::ledger;
 use sequent_bench::machine::Machine;
 use sequent_bench::matching;
 use sequent_bench::report::{format_ns, format_rate, json_line, render_markdown, render_table};
@@ -83,6 +84,31 @@ enum Command {
     Journal(JournalArgs),
     /// sequent-engine over loopback TCP, open loop, beside an echo server baseline.
     Engine(EngineArgs),
+    /// The double-entry ledger: transfers/s in batches in memory and with journal group commit,
+    /// per-batch latency, memory per account and transfer, beside PostgreSQL in the same run.
+    Ledger(LedgerArgs),
+}
+
+#[derive(Debug, Args)]
+struct LedgerArgs {
+    /// Accounts (one ledger, no limit flags).
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u32,
+    /// Transfers through sequent-ledger (each mode).
+    #[arg(long, default_value_t = 2_000_000)]
+    transfers: u32,
+    /// Transfers per batch (one journal record and one fsync per batch when durable).
+    #[arg(long, default_value_t = 8_190)]
+    batch: usize,
+    /// Scratch directory for the journal and the PostgreSQL cluster.
+    #[arg(long, default_value = "/tmp/sequent-bench-ledger")]
+    dir: std::path::PathBuf,
+    /// Transfers through PostgreSQL (0 skips it).
+    #[arg(long, default_value_t = 50_000)]
+    pg_transfers: u32,
+    /// The script that installs and starts PostgreSQL.
+    #[arg(long, default_value = "tools/pg-bench-setup.sh")]
+    pg_script: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +247,7 @@ fn main() -> ExitCode {
         Command::Matching(args) => matching_bench(&args),
         Command::Journal(args) => journal(&args),
         Command::Engine(args) => engine_bench(&args),
+        Command::Ledger(args) => ledger_bench(&args),
     }
 }
 
@@ -595,4 +622,86 @@ fn engine_bench(args: &EngineArgs) -> ExitCode {
         )
     };
     write_stdout(&output)
+}
+
+fn ledger_bench(args: &LedgerArgs) -> ExitCode {
+    let machine = Machine::detect();
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    let config = ledger::LedgerConfig {
+        accounts: args.accounts.max(2),
+        transfers: args.transfers.max(1),
+        batch: args.batch.clamp(1, sequent_ledger::LINKED_CHAIN_MAX),
+        journal_dir: args.dir.clone(),
+        pg_transfers: args.pg_transfers,
+        pg_script: args.pg_script.clone(),
+        seed: 42,
+    };
+    let report = match ledger::run(&config, || counting::read().1) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("sequent-bench: ledger: {error:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "machine: {}\n", machine.summary());
+    let _ = writeln!(
+        out,
+        "| mode | transfers | seconds | transfers/s | batch p50 | p99 | p99.9 | max |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &report.modes {
+        let lat = m.batch_ns.map_or_else(
+            || {
+                [
+                    "-".to_owned(),
+                    "-".to_owned(),
+                    "-".to_owned(),
+                    "-".to_owned(),
+                ]
+            },
+            |l| l.map(format_ns),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} | {} | {} | {} | {} | {} |",
+            m.name,
+            m.transfers,
+            m.seconds,
+            format_rate(m.per_sec as u64),
+            lat[0],
+            lat[1],
+            lat[2],
+            lat[3]
+        );
+    }
+    if let Some(why) = &report.pg_skipped {
+        let _ = writeln!(out, "\nPostgreSQL skipped: {why}");
+    }
+    let durable = report.modes.get(1).map(|m| m.per_sec);
+    let pipelined = report.modes.get(2).map(|m| m.per_sec);
+    let pg = report.modes.get(3).map(|m| m.per_sec);
+    if let (Some(durable), Some(pipelined), Some(pg)) = (durable, pipelined, pg) {
+        let _ = writeln!(
+            out,
+            "\ndurable sequent-ledger / PostgreSQL: {:.0}x fsync per batch, {:.0}x pipelined (target >= 50x)",
+            durable / pg,
+            pipelined / pg
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nmemory: {:.0} bytes per account slot, {:.0} bytes per transfer slot (all allocated at construction)",
+        report.bytes_per_account, report.bytes_per_transfer
+    );
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
 }

@@ -25,7 +25,7 @@ use sequent_journal::merkle::{self, Hash};
 use sequent_journal::{Listing, Reader, RecordRef, Segment};
 
 mod load;
-mod proof;
+pub(crate) mod proof;
 
 /// Payload bytes `dump` and `tail` show in text form; the rest is elided with `…`.
 const TEXT_PAYLOAD_BYTES_MAX: usize = 64;

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod demo_engine;
 mod journal_cmd;
+mod ledger_cmd;
 mod match_cmd;
 
 #[derive(Parser, Debug)]
@@ -38,6 +39,10 @@ enum Command {
     /// Run orders from a JSON-lines file through the throttle and the books, single-threaded;
     /// events as JSON lines on stdout (contract: docs/match-format.md).
     Match(match_cmd::Args),
+    /// The double-entry ledger over JSON lines: apply accounts and transfers (contract:
+    /// docs/ledger-format.md).
+    #[command(subcommand)]
+    Ledger(ledger_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal_cmd::run(command),
         Command::Match(args) => match_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Ledger(command) => ledger_cmd::run(command),
     };
     match outcome {
         Ok(code) => code,

@@ -63,6 +63,18 @@ enum ProofDoc {
     },
 }
 
+impl ProveArgs {
+    /// An inclusion proof of the record at `sequence` (for `sequent ledger prove`).
+    pub fn inclusion(dir: PathBuf, sequence: u64, json: bool) -> Self {
+        Self {
+            dir,
+            sequence,
+            consistency: None,
+            json,
+        }
+    }
+}
+
 pub fn prove(args: &ProveArgs) -> Result<()> {
     let doc = match args.consistency.as_deref() {
         None => {

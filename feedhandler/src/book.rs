@@ -317,6 +317,13 @@ impl Books {
         Ok((books, begin.last_seq.get()))
     }
 
+    /// Puts back per-symbol statistics (a snapshot carries books, not history).
+    pub fn restore_stats(&mut self, stats: &[(u16, SymbolStats)]) {
+        for (locate, kept) in stats {
+            self.symbol(*locate).stats = *kept;
+        }
+    }
+
     /// SHA-256 over every symbol's name and every resting order in reference order: two
     /// builders hold the same books exactly when their digests match (statistics excluded).
     pub fn digest(&self) -> [u8; 32] {

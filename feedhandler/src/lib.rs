@@ -13,4 +13,7 @@
 
 pub mod book;
 pub mod itch;
+pub mod loss;
 pub mod proto;
+pub mod publisher;
+pub mod subscriber;

@@ -14,6 +14,7 @@
 pub mod book;
 pub mod itch;
 pub mod loss;
+pub mod net;
 pub mod proto;
 pub mod publisher;
 pub mod subscriber;

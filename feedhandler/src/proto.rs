@@ -58,8 +58,9 @@ pub struct PacketHeader {
     pub count: U16,
     /// Publisher's clock when the packet left, nanoseconds since the Unix epoch (0 = unknown).
     pub send_time_ns: U64,
-    /// Reserved, zero.
-    pub reserved: U64,
+    /// Flags: zero on the lines; [`FLAG_RETRANSMIT_UNAVAILABLE`] on a retransmission server's
+    /// heartbeat-shaped answer for a range it no longer holds (`seq` is its oldest message).
+    pub flags: U64,
 }
 
 /// Offset of `send_time_ns` in the header: transports stamp it just before the send.
@@ -414,9 +415,20 @@ pub fn encode_header(
         seq: U64::new(seq),
         count: U16::new(count),
         send_time_ns: U64::new(send_time_ns),
-        reserved: U64::new(0),
+        flags: U64::new(0),
     };
     out.extend_from_slice(header.as_bytes());
+}
+
+/// Flag of a retransmission answer: the range is gone from the history, ask for a snapshot.
+pub const FLAG_RETRANSMIT_UNAVAILABLE: u64 = 1;
+const HEADER_FLAGS_OFFSET: usize = HEADER_SEND_TIME_OFFSET + 8;
+
+/// Sets the flags of a packet header.
+pub fn set_flags(packet: &mut [u8], flags: u64) {
+    if let Some(field) = packet.get_mut(HEADER_FLAGS_OFFSET..HEADER_FLAGS_OFFSET + 8) {
+        field.copy_from_slice(&flags.to_le_bytes());
+    }
 }
 
 /// Sets the count of a packet built in place by [`encode_header`] and [`Message::encode_block`].

@@ -110,8 +110,10 @@ pub struct Stats {
     /// Packets whose every message had already been applied (the other line's copy, a
     /// duplicate, or a late retransmission).
     pub duplicate_packets: u64,
+    /// Gaps that needed recovery: outlived `gap_wait_ns`, or closed by a snapshot.
     pub gaps_seen: u64,
-    /// Gaps the other line's copy filled before any request went out (A/B arbitration).
+    /// Holes the other line's copy filled before any request went out (A/B arbitration; not
+    /// counted in `gaps_seen`).
     pub gaps_filled_by_other_line: u64,
     pub gaps_recovered_by_retransmit: u64,
     pub gaps_recovered_by_snapshot: u64,
@@ -164,7 +166,6 @@ impl Stats {
     /// Gaps not (yet) closed.
     pub fn gaps_open(&self) -> u64 {
         self.gaps_seen
-            - self.gaps_filled_by_other_line
             - self.gaps_recovered_by_retransmit
             - self.gaps_recovered_by_snapshot
             - self.gaps_skipped
@@ -283,6 +284,10 @@ impl Subscriber {
             self.stats.latency_ns.saturating_record(now_ns - sent);
         }
         let seq = packet.seq();
+        if packet.header.flags.get() & crate::proto::FLAG_RETRANSMIT_UNAVAILABLE != 0 {
+            self.handle_retransmit_unavailable(now_ns);
+            return Ok(());
+        }
         match packet.kind {
             PacketKind::Heartbeat => {
                 self.stats.heartbeats += 1;
@@ -418,7 +423,9 @@ impl Subscriber {
                 if missing {
                     // The next hole was most likely asked for with this one: keep the request
                     // time so it is not asked again before the timeout, with fresh attempts.
-                    self.stats.gaps_seen += 1;
+                    if gap.requested_at_ns.is_some() {
+                        self.stats.gaps_seen += 1;
+                    }
                     self.gap = Some(Gap {
                         from_seq: next,
                         attempts: 0,
@@ -429,7 +436,8 @@ impl Subscriber {
         }
         match (self.gap, missing) {
             (None, true) => {
-                self.stats.gaps_seen += 1;
+                // Counted in `gaps_seen` only if it outlives `gap_wait_ns` (a request goes out):
+                // a hole the other line fills first is arbitration, not a gap.
                 self.gap = Some(Gap {
                     from_seq: next,
                     since_ns: now_ns,
@@ -474,6 +482,9 @@ impl Subscriber {
         if gap.attempts >= self.config.retransmit_attempts_max {
             self.request_snapshot(now_ns, SnapshotReason::RetransmitExhausted);
             return;
+        }
+        if gap.requested_at_ns.is_none() {
+            self.stats.gaps_seen += 1;
         }
         gap.attempts += 1;
         gap.requested_at_ns = Some(now_ns);
@@ -525,6 +536,7 @@ impl Subscriber {
             }
         }
         let had_gap = self.gap.is_some() || self.next_seq.is_none();
+        let counted = self.gap.is_some_and(|g| g.requested_at_ns.is_some());
         let stats: Vec<_> = self
             .books
             .symbols()
@@ -539,8 +551,8 @@ impl Subscriber {
         self.snapshot_requested_at_ns = None;
         self.stats.snapshots_applied += 1;
         if had_gap {
-            if self.gap.is_none() {
-                // A late join: count it as a gap the snapshot closed.
+            if !counted {
+                // A late join, or a hole never asked for: a gap the snapshot closed.
                 self.stats.gaps_seen += 1;
             }
             self.gap = None;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod feed_cmd;
 mod journal_cmd;
 mod match_cmd;
 
@@ -37,6 +38,10 @@ enum Command {
     /// Run orders from a JSON-lines file through the throttle and the books, single-threaded;
     /// events as JSON lines on stdout (contract: docs/match-format.md).
     Match(match_cmd::Args),
+    /// Market data: replay an ITCH 5.0 file into the feed's book builder, optionally
+    /// re-publishing it over multicast.
+    #[command(subcommand)]
+    Feed(feed_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal_cmd::run(command),
         Command::Match(args) => match_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Feed(command) => feed_cmd::run(command).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

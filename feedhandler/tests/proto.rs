@@ -272,3 +272,28 @@ proptest! {
         }
     }
 }
+
+/// The body sizes in docs/feed-protocol.md's table.
+#[test]
+fn body_sizes_match_the_protocol_document() {
+    let sizes: Vec<(char, usize)> = every_type()
+        .iter()
+        .map(|m| (m.kind() as char, m.block_len() - 3))
+        .collect();
+    let expected = [
+        ('S', 9),
+        ('R', 18),
+        ('A', 31),
+        ('E', 38),
+        ('X', 22),
+        ('U', 38),
+        ('D', 18),
+        ('P', 39),
+        ('G', 16),
+        ('R', 18),
+        ('L', 23),
+        ('Z', 12),
+    ];
+    assert_eq!(sizes, expected);
+    assert_eq!(proto::HEADER_LEN, 36);
+}

@@ -173,6 +173,10 @@ fn bad_bytes_are_errors_that_name_the_offset() {
     );
 }
 
+fn expected_again(seq: u64, messages: &[Message]) -> Vec<(u64, Message)> {
+    (seq..).zip(messages.iter().copied()).collect()
+}
+
 fn side() -> impl Strategy<Value = Side> {
     prop_oneof![Just(Side::Buy), Just(Side::Sell)]
 }
@@ -232,6 +236,10 @@ proptest! {
         let decoded: Vec<(u64, Message)> = packet.messages().collect();
         let expected: Vec<(u64, Message)> = (seq..).zip(messages.iter().copied()).collect();
         prop_assert_eq!(decoded, expected);
+        let mut one_pass = Vec::new();
+        let header = proto::for_each_message(&bytes, |seq, m| one_pass.push((seq, m))).unwrap();
+        prop_assert_eq!(header.seq.get(), seq);
+        prop_assert_eq!(one_pass, expected_again(seq, &messages));
         let mut stream = Vec::new();
         for m in &messages {
             m.encode_block(&mut stream);
@@ -242,9 +250,12 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        if let Ok(packet) = Packet::parse(&bytes) {
+        let parsed = Packet::parse(&bytes);
+        if let Ok(packet) = &parsed {
             prop_assert_eq!(packet.messages().count() as u64, packet.count());
         }
+        // The one-pass decoder agrees with parse on what is valid.
+        prop_assert_eq!(proto::for_each_message(&bytes, |_, _| {}).is_ok(), parsed.is_ok());
         for item in proto::decode_stream(&bytes) {
             if let Err(e) = item {
                 let offset = match e {

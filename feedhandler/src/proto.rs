@@ -204,13 +204,12 @@ impl Message {
         let (&kind, body) = bytes
             .split_first()
             .ok_or(DecodeError::Truncated { offset })?;
+        #[inline(always)]
         fn read<T: FromBytes>(body: &[u8], kind: u8, offset: usize) -> Result<T, DecodeError> {
-            T::read_from_bytes(body).map_err(|_| DecodeError::BadLength {
-                offset,
-                kind,
-                len: body.len() + 1,
-                expected: size_of::<T>() + 1,
-            })
+            match T::read_from_bytes(body) {
+                Ok(t) => Ok(t),
+                Err(_) => Err(bad_length(offset, kind, body.len() + 1, size_of::<T>() + 1)),
+            }
         }
         Ok(match kind {
             b'S' => Message::SystemEvent(read(body, kind, offset)?),
@@ -241,10 +240,30 @@ impl Message {
     }
 }
 
+#[inline(always)]
 fn check_side(side: u8, offset: usize) -> Result<(), DecodeError> {
-    match Side::from_byte(side) {
-        Some(_) => Ok(()),
-        None => Err(DecodeError::BadSide { offset, side }),
+    if side == b'B' || side == b'S' {
+        Ok(())
+    } else {
+        Err(bad_side(offset, side))
+    }
+}
+
+// Errors are built out of line: the decode loop stays small (see `sequent-bench feed`).
+#[cold]
+#[inline(never)]
+fn bad_side(offset: usize, side: u8) -> DecodeError {
+    DecodeError::BadSide { offset, side }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_length(offset: usize, kind: u8, len: usize, expected: usize) -> DecodeError {
+    DecodeError::BadLength {
+        offset,
+        kind,
+        len,
+        expected,
     }
 }
 

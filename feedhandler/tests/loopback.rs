@@ -69,6 +69,8 @@ struct Run {
     join_after: u64,
     /// Line B is silent for messages in this range.
     b_outage: std::ops::Range<u64>,
+    /// How long a hole may wait for the other line before a request goes out.
+    gap_wait_ns: u64,
 }
 
 /// One run at a time: each has a publisher thread that sends flat out, and CI has two cores.
@@ -106,6 +108,21 @@ fn run(r: Run) -> Stats {
         retransmit_addr: publisher.retransmit_addr().unwrap(),
         snapshot_addr: publisher.snapshot_addr().unwrap(),
     };
+    // A subscriber from the start joins before the first packet leaves (no race with the
+    // publisher thread); a late joiner opens its sockets later, below.
+    let open = || {
+        let (subscriber, line) = NetSubscriber::open(
+            Subscriber::new(SubscriberConfig {
+                gap_wait_ns: r.gap_wait_ns,
+                ..SubscriberConfig::default()
+            }),
+            &sub_config,
+        )
+        .unwrap();
+        println!("{line}");
+        subscriber
+    };
+    let mut early = (r.join_after == 0).then(open);
     let done = Arc::new(AtomicBool::new(false));
     let joined = Arc::new(AtomicBool::new(r.join_after == 0));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -167,9 +184,7 @@ fn run(r: Run) -> Stats {
         // Join late: after the publisher has gone past `join_after` messages.
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (mut subscriber, line) =
-        NetSubscriber::open(Subscriber::new(SubscriberConfig::default()), &sub_config).unwrap();
-    println!("{line}");
+    let mut subscriber = early.take().unwrap_or_else(open);
     joined.store(true, Ordering::Release);
     while !subscriber.core.is_complete() && Instant::now() < deadline {
         subscriber.poll_once(Duration::from_millis(1)).unwrap();
@@ -229,6 +244,7 @@ fn lossy_session_over_sockets_recovers_every_gap() {
             recv,
             join_after: 0,
             b_outage: 0..0,
+            gap_wait_ns: 1_000_000,
         });
         assert!(
             stats.gaps_seen + stats.gaps_filled_by_other_line > 0,
@@ -249,6 +265,7 @@ fn late_joiner_over_sockets_recovers_by_snapshot() {
         recv: RecvKind::RecvMmsg,
         join_after: 6_000,
         b_outage: 0..0,
+        gap_wait_ns: 1_000_000,
     });
     assert!(stats.snapshots_applied >= 1);
     assert!(stats.gaps_recovered_by_snapshot >= 1);
@@ -265,6 +282,9 @@ fn b_line_outage_over_sockets_is_invisible() {
         recv: RecvKind::RecvMmsg,
         join_after: 0,
         b_outage: 1_000..4_000,
+        // Invisible means: the other line fills any hole before a request would go out. The
+        // wait covers a subscriber thread descheduled between reading B and A on a busy host.
+        gap_wait_ns: 50_000_000,
     });
     assert_eq!(stats.gaps_seen, 0);
     assert_eq!(stats.retransmit_requests + stats.snapshot_requests, 0);

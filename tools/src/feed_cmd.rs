@@ -57,6 +57,9 @@ pub struct ItchArgs {
     /// Snapshot server address (TCP).
     #[arg(long, default_value = "127.0.0.1:31101")]
     snapshot: SocketAddrV4,
+    /// Packets kept for retransmission; older ranges are answered "unavailable" (snapshot).
+    #[arg(long, default_value_t = 4096)]
+    history_packets: usize,
     /// Seconds to keep serving retransmissions and snapshots after the end of session.
     #[arg(long, default_value_t = 2)]
     linger_s: u64,
@@ -152,6 +155,9 @@ fn publish(args: &ItchArgs, data: &[u8]) -> anyhow::Result<()> {
     if args.speed < 0.0 || !args.speed.is_finite() {
         bail!("--speed must be a finite number >= 0");
     }
+    if args.history_packets < 2 {
+        bail!("--history-packets must be at least 2");
+    }
     let line = |addr| LineAddr {
         addr,
         iface: args.iface,
@@ -166,9 +172,14 @@ fn publish(args: &ItchArgs, data: &[u8]) -> anyhow::Result<()> {
         loss_a: Default::default(),
         loss_b: Default::default(),
     };
-    let (mut publisher, path_line) =
-        NetPublisher::open(Publisher::new(PublisherConfig::default()), &config)
-            .context("opening the publisher's sockets")?;
+    let (mut publisher, path_line) = NetPublisher::open(
+        Publisher::new(PublisherConfig {
+            history_packets_max: args.history_packets,
+            ..PublisherConfig::default()
+        }),
+        &config,
+    )
+    .context("opening the publisher's sockets")?;
     eprintln!("sequent feed: {path_line}");
     let start = Instant::now();
     let mut first_ns = None;

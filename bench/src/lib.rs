@@ -14,6 +14,9 @@
 //! It also runs the matching benchmark: the sequent venue (`sequent-matching`, throttle included)
 //! beside the `lobster` order book on one seeded exchange-core-like stream ([`matching`]).
 //!
+//! The [`feed`] module measures market data: ITCH decoding beside the `itchy` crate, the feed
+//! protocol, send and receive paths on loopback, and one-way publish-to-book latency.
+//!
 //! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
 //! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
 //! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
@@ -21,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod feed;
 pub mod journal;
 pub mod ledger;
 pub mod machine;

@@ -84,6 +84,9 @@ enum Command {
     Journal(JournalArgs),
     /// sequent-engine over loopback TCP, open loop, beside an echo server baseline.
     Engine(EngineArgs),
+    /// Market data: ITCH decoding beside the `itchy` crate, the feed protocol, send and receive
+    /// paths on loopback, one-way publish-to-book latency.
+    Feed(FeedArgs),
     /// The double-entry ledger: transfers/s in batches in memory and with journal group commit,
     /// per-batch latency, memory per account and transfer, beside PostgreSQL in the same run.
     Ledger(LedgerArgs),
@@ -109,6 +112,37 @@ struct LedgerArgs {
     /// The script that installs and starts PostgreSQL.
     #[arg(long, default_value = "tools/pg-bench-setup.sh")]
     pg_script: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct FeedArgs {
+    /// Smaller runs: the whole run stays well under a minute on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line per row instead of the table.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// The machine description and a GitHub table (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// The ITCH 5.0 file to decode (repeated in memory).
+    #[arg(
+        long,
+        default_value = "engine/matching/tests/data/itch/ex20101224.TEST_ITCH_50"
+    )]
+    itch: std::path::PathBuf,
+    /// Copies of the file in memory (default 200, --quick 40).
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Messages per transport run (default 1M, --quick 200k).
+    #[arg(long)]
+    transport_messages: Option<u64>,
+    /// Paced rate of the latency run, messages per second.
+    #[arg(long, default_value_t = 20_000)]
+    latency_rate: u64,
+    /// Messages in the latency run (default 200k, --quick 40k).
+    #[arg(long)]
+    latency_messages: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +281,7 @@ fn main() -> ExitCode {
         Command::Matching(args) => matching_bench(&args),
         Command::Journal(args) => journal(&args),
         Command::Engine(args) => engine_bench(&args),
+        Command::Feed(args) => feed_bench(&args),
         Command::Ledger(args) => ledger_bench(&args),
     }
 }
@@ -702,6 +737,77 @@ fn ledger_bench(args: &LedgerArgs) -> ExitCode {
         report.bytes_per_account, report.bytes_per_transfer
     );
     print!("{out}");
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
+}
+
+fn feed_bench(args: &FeedArgs) -> ExitCode {
+    use sequent_bench::feed;
+    let machine = Machine::detect();
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: the figures will be noisy",
+            machine.busy_text()
+        );
+    }
+    let itch = match std::fs::read(&args.itch) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("sequent-bench: reading {}: {e}", args.itch.display());
+            return ExitCode::from(1);
+        }
+    };
+    let config = feed::FeedConfig {
+        itch,
+        repeat: args.repeat.unwrap_or(if args.quick { 40 } else { 200 }),
+        rounds: if args.quick { 3 } else { 5 },
+        transport_messages: args.transport_messages.unwrap_or(if args.quick {
+            200_000
+        } else {
+            1_000_000
+        }),
+        latency_rate: args.latency_rate,
+        latency_messages: args.latency_messages.unwrap_or(if args.quick {
+            40_000
+        } else {
+            200_000
+        }),
+    };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (name, section) in [
+        (
+            "decode",
+            feed::decode as fn(&feed::FeedConfig) -> anyhow::Result<Vec<feed::FeedRow>>,
+        ),
+        ("transport", feed::transport),
+        ("latency", feed::latency),
+    ] {
+        eprintln!("running {name}...");
+        match section(&config) {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => {
+                eprintln!("sequent-bench: feed {name} failed: {e:#}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let targets = feed::targets(&rows);
+    if args.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row).expect("rows serialize"));
+        }
+    } else {
+        if args.markdown {
+            println!("{}\n", machine.summary());
+        }
+        print!("{}", feed::render_markdown(&rows));
+        for t in &targets {
+            println!("{t}");
+        }
+    }
+    eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
     let _ = std::io::stdout().flush();
     ExitCode::SUCCESS
 }

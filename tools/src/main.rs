@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod demo_engine;
+mod feed_cmd;
 mod journal_cmd;
 mod ledger_cmd;
 mod match_cmd;
@@ -43,6 +44,10 @@ enum Command {
     /// docs/ledger-format.md).
     #[command(subcommand)]
     Ledger(ledger_cmd::Command),
+    /// Market data: replay an ITCH 5.0 file into the feed's book builder, optionally
+    /// re-publishing it over multicast.
+    #[command(subcommand)]
+    Feed(feed_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Command::Journal(command) => journal_cmd::run(command),
         Command::Match(args) => match_cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Ledger(command) => ledger_cmd::run(command),
+        Command::Feed(command) => feed_cmd::run(command).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

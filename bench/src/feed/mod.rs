@@ -1,0 +1,515 @@
+//! `sequent-bench feed`: market-data decoding and transport, each beside a peer or a baseline in
+//! the same run.
+//!
+//! - Decode ns/message: sequent's ITCH 5.0 reader beside the `itchy` crate on the same bytes (the
+//!   ITCH sample repeated in memory), and sequent's own feed protocol (packets of the same book
+//!   messages) through `Packet::parse` and its message iterator; the book builder's apply cost.
+//! - Transport on loopback (multicast where it loops back, else unicast): messages/s and
+//!   packets/s for each send path (send, sendmmsg, io_uring) into a recvmmsg receiver, and each
+//!   receive path (recv, recvmmsg) behind a sendmmsg sender, with the loss the receiver saw.
+//! - One-way publish-to-book latency (publisher's send stamp to the subscriber applying the
+//!   packet) at a fixed, paced rate: HdrHistogram percentiles.
+//!
+//! Everything goes through `sequent-feed`'s public API.
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sequent_feed::book::Books;
+use sequent_feed::itch::ItchReader;
+use sequent_feed::net::{
+    LineAddr, NetPublisher, NetSubscriber, PublisherNetConfig, RecvKind, RecvPath, SendKind,
+    SubscriberNetConfig, multicast_loopback_works, receiver_socket, wait_readable,
+};
+use sequent_feed::proto::{self, Message, Packet};
+use sequent_feed::publisher::{Publisher, PublisherConfig};
+use sequent_feed::subscriber::{Subscriber, SubscriberConfig};
+
+/// One measured row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeedRow {
+    pub section: &'static str,
+    pub name: String,
+    pub messages: u64,
+    pub ns_per_message: Option<f64>,
+    pub messages_per_s: Option<f64>,
+    pub packets_per_s: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub p50_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
+    pub p999_ns: Option<u64>,
+    pub max_ns: Option<u64>,
+    pub note: String,
+}
+
+impl FeedRow {
+    fn new(section: &'static str, name: impl Into<String>, messages: u64) -> FeedRow {
+        FeedRow {
+            section,
+            name: name.into(),
+            messages,
+            ns_per_message: None,
+            messages_per_s: None,
+            packets_per_s: None,
+            loss_pct: None,
+            p50_ns: None,
+            p99_ns: None,
+            p999_ns: None,
+            max_ns: None,
+            note: String::new(),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// The ITCH file, read once and repeated `repeat` times in memory.
+    pub itch: Vec<u8>,
+    pub repeat: usize,
+    /// Rounds per decoder; the best round is reported (least disturbed by other work).
+    pub rounds: usize,
+    /// Messages per transport run.
+    pub transport_messages: u64,
+    /// Paced rate of the latency run, messages per second, and its length.
+    pub latency_rate: u64,
+    pub latency_messages: u64,
+}
+
+fn best_ns_per(rounds: usize, messages: u64, mut f: impl FnMut() -> u64) -> (f64, u64) {
+    let mut best = f64::MAX;
+    let mut count = 0;
+    for _ in 0..rounds.max(1) {
+        let start = Instant::now();
+        count = f();
+        let ns = start.elapsed().as_nanos() as f64 / messages.max(1) as f64;
+        best = best.min(ns);
+    }
+    (best, count)
+}
+
+/// Decoding rows: sequent ITCH, itchy, sequent protocol, book apply.
+pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
+    let mut data = Vec::with_capacity(config.itch.len() * config.repeat);
+    for _ in 0..config.repeat {
+        data.extend_from_slice(&config.itch);
+    }
+    let messages = ItchReader::new(&config.itch).count() as u64 * config.repeat as u64;
+    let mut rows = Vec::new();
+
+    let (ns, count) = best_ns_per(config.rounds, messages, || {
+        let mut n = 0u64;
+        for item in ItchReader::new(black_box(&data)) {
+            black_box(item.expect("the sample decodes"));
+            n += 1;
+        }
+        n
+    });
+    anyhow::ensure!(count == messages, "sequent decoded {count} of {messages}");
+    let mut row = FeedRow::new("decode", "ITCH 5.0: sequent ItchReader", messages);
+    row.ns_per_message = Some(ns);
+    row.messages_per_s = Some(1e9 / ns);
+    row.note = "zero-copy slice, fields decoded for S R A F E C X D U P".into();
+    rows.push(row);
+
+    let (ns, count) = best_ns_per(config.rounds, messages, || {
+        let mut n = 0u64;
+        for item in itchy::MessageStream::from_reader(black_box(&data[..])) {
+            black_box(item.expect("itchy decodes the sample"));
+            n += 1;
+        }
+        n
+    });
+    anyhow::ensure!(count == messages, "itchy decoded {count} of {messages}");
+    let mut row = FeedRow::new("decode", "ITCH 5.0: itchy 0.3.4 MessageStream", messages);
+    row.ns_per_message = Some(ns);
+    row.messages_per_s = Some(1e9 / ns);
+    row.note = "its reader API over &[u8]; decodes every type fully".into();
+    rows.push(row);
+
+    // The same book messages in sequent's protocol, MTU-sized packets.
+    let mut books = Books::new();
+    let mut feed: Vec<Message> = Vec::new();
+    for item in ItchReader::new(&config.itch) {
+        let (_, itch) = item?;
+        if let Some(m) = itch.to_feed(|r| books.order(r).map(|o| o.price)) {
+            books.apply(&m);
+            feed.push(m);
+        }
+    }
+    let mut publisher = Publisher::new(PublisherConfig {
+        history_packets_max: 1 << 20,
+        ..PublisherConfig::default()
+    });
+    let mut packets: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..config.repeat {
+        for m in &feed {
+            publisher.handle_message(m);
+            while let Some(p) = publisher.poll_packet(0) {
+                packets.push(p.to_vec());
+            }
+        }
+    }
+    publisher.flush();
+    while let Some(p) = publisher.poll_packet(0) {
+        packets.push(p.to_vec());
+    }
+    let feed_messages = feed.len() as u64 * config.repeat as u64;
+    let (ns, count) = best_ns_per(config.rounds, feed_messages, || {
+        let mut n = 0u64;
+        for p in black_box(&packets) {
+            let packet = Packet::parse(p).expect("our packets parse");
+            for m in packet.messages() {
+                black_box(m);
+                n += 1;
+            }
+        }
+        n
+    });
+    anyhow::ensure!(
+        count == feed_messages,
+        "protocol decoded {count} of {feed_messages}"
+    );
+    let mut two_pass = FeedRow::new(
+        "decode",
+        "sequent feed protocol: Packet::parse + messages()",
+        feed_messages,
+    );
+    two_pass.ns_per_message = Some(ns);
+    two_pass.messages_per_s = Some(1e9 / ns);
+    two_pass.note =
+        "validates every block, then the iterator decodes again (the subscriber's path)".into();
+    let (ns, count) = best_ns_per(config.rounds, feed_messages, || {
+        let mut n = 0u64;
+        for p in black_box(&packets) {
+            proto::for_each_message(p, |_, m| {
+                black_box(m);
+                n += 1;
+            })
+            .expect("our packets decode");
+        }
+        n
+    });
+    anyhow::ensure!(
+        count == feed_messages,
+        "protocol decoded {count} of {feed_messages}"
+    );
+    let mut row = FeedRow::new(
+        "decode",
+        "sequent feed protocol: for_each_message (one pass)",
+        feed_messages,
+    );
+    row.ns_per_message = Some(ns);
+    row.messages_per_s = Some(1e9 / ns);
+    row.note = format!(
+        "{} MTU packets of the sample's book messages",
+        packets.len()
+    );
+    rows.push(row);
+    rows.push(two_pass);
+
+    let (ns, _) = best_ns_per(config.rounds, feed_messages, || {
+        let mut books = Books::new();
+        for _ in 0..config.repeat {
+            for m in &feed {
+                books.apply(m);
+            }
+        }
+        black_box(books.orders_len() as u64)
+    });
+    let mut row = FeedRow::new(
+        "decode",
+        "book builder: Books::apply (context)",
+        feed_messages,
+    );
+    row.ns_per_message = Some(ns);
+    row.messages_per_s = Some(1e9 / ns);
+    row.note = "per message, the books rebuilt from empty each repeat".into();
+    rows.push(row);
+    Ok(rows)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A line on loopback: multicast if it loops back here, else unicast; the string says which.
+pub fn loopback_line(salt: u8) -> anyhow::Result<(LineAddr, String)> {
+    let port = free_port()?;
+    let group = Ipv4Addr::new(239, 255, 80, salt);
+    let local = Ipv4Addr::LOCALHOST;
+    Ok(if multicast_loopback_works(group, port, local) {
+        (
+            LineAddr {
+                addr: SocketAddrV4::new(group, port),
+                iface: local,
+            },
+            format!("multicast {group}:{port} on lo"),
+        )
+    } else {
+        (
+            LineAddr {
+                addr: SocketAddrV4::new(local, port),
+                iface: local,
+            },
+            "unicast on 127.0.0.1 (multicast does not loop back here)".into(),
+        )
+    })
+}
+
+/// Sends `messages` generated messages as fast as the send path goes; a receiver thread on
+/// `recv` counts. Returns (send msgs/s, send pkts/s, received share, path line).
+fn transport_run(
+    send: SendKind,
+    recv: RecvKind,
+    messages: u64,
+    salt: u8,
+) -> anyhow::Result<(f64, f64, f64, f64, String)> {
+    let (line, transport) = loopback_line(salt)?;
+    let rx = receiver_socket(line)?;
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+    let config = PublisherNetConfig {
+        line_a: line,
+        line_b: None,
+        ttl: 0,
+        send,
+        retransmit_addr: local,
+        snapshot_addr: local,
+        loss_a: Default::default(),
+        loss_b: Default::default(),
+    };
+    let (mut publisher, path_line) =
+        NetPublisher::open(Publisher::new(PublisherConfig::default()), &config)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut path, _) = RecvPath::open(recv);
+            let (mut packets, mut msgs) = (0u64, 0u64);
+            let start = Instant::now();
+            let mut last = start;
+            loop {
+                let _ = wait_readable(
+                    &[std::os::fd::AsRawFd::as_raw_fd(&rx)],
+                    Duration::from_millis(5),
+                );
+                let n = path
+                    .recv(&rx, |p| {
+                        if let Ok(packet) = Packet::parse(p) {
+                            msgs += packet.count();
+                        }
+                    })
+                    .unwrap_or(0);
+                packets += n as u64;
+                if n > 0 {
+                    last = Instant::now();
+                }
+                if done.load(Ordering::Acquire) && last.elapsed() > Duration::from_millis(50) {
+                    break;
+                }
+            }
+            (packets, msgs, (last - start).as_secs_f64())
+        })
+    };
+    // Pre-generate so the generator is not measured.
+    let mut generator = sequent_feed::loss::SessionGenerator::new(7, 8, 2_000);
+    let mut batch = Vec::with_capacity(messages as usize);
+    while (batch.len() as u64) < messages {
+        generator.next_message(&mut batch);
+    }
+    let start = Instant::now();
+    for (i, m) in batch.iter().enumerate() {
+        publisher.core.handle_message(m);
+        if i % 256 == 255 {
+            publisher.pump()?;
+        }
+    }
+    publisher.core.flush();
+    publisher.pump()?;
+    let took = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Release);
+    let (rx_packets, rx_msgs, rx_secs) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
+    let sent_packets = publisher.sent_a as f64;
+    Ok((
+        batch.len() as f64 / took,
+        sent_packets / took,
+        rx_msgs as f64 / batch.len() as f64,
+        rx_packets as f64 / rx_secs.max(1e-9),
+        format!("{path_line}; {transport}"),
+    ))
+}
+
+/// Transport rows: each send path into recvmmsg, each receive path behind sendmmsg.
+pub fn transport(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
+    let mut rows = Vec::new();
+    let runs = [
+        ("send path", SendKind::Send, RecvKind::RecvMmsg),
+        ("send path", SendKind::SendMmsg, RecvKind::RecvMmsg),
+        ("send path", SendKind::IoUring, RecvKind::RecvMmsg),
+        ("receive path", SendKind::SendMmsg, RecvKind::Recv),
+        ("receive path", SendKind::SendMmsg, RecvKind::RecvMmsg),
+    ];
+    for (i, (what, send, recv)) in runs.into_iter().enumerate() {
+        let (msgs_s, pkts_s, received, rx_pkts_s, line) =
+            transport_run(send, recv, config.transport_messages, 10 + i as u8)?;
+        let name = match what {
+            "send path" => format!("send {send:?} → recvmmsg"),
+            _ => format!("sendmmsg → receive {recv:?}"),
+        };
+        let mut row = FeedRow::new("transport", name, config.transport_messages);
+        row.messages_per_s = Some(msgs_s);
+        row.packets_per_s = Some(if what == "send path" {
+            pkts_s
+        } else {
+            rx_pkts_s
+        });
+        row.loss_pct = Some(100.0 * (1.0 - received));
+        row.note = line;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// One-way latency: a paced publisher thread, a subscriber in this thread.
+pub fn latency(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
+    let (line, transport) = loopback_line(40)?;
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+    let pub_config = PublisherNetConfig {
+        line_a: line,
+        line_b: None,
+        ttl: 0,
+        send: SendKind::SendMmsg,
+        retransmit_addr: local,
+        snapshot_addr: local,
+        loss_a: Default::default(),
+        loss_b: Default::default(),
+    };
+    let (mut publisher, path_line) =
+        NetPublisher::open(Publisher::new(PublisherConfig::default()), &pub_config)?;
+    let sub_config = SubscriberNetConfig {
+        line_a: line,
+        line_b: None,
+        recv: RecvKind::RecvMmsg,
+        retransmit_addr: publisher.retransmit_addr()?,
+        snapshot_addr: publisher.snapshot_addr()?,
+    };
+    let (mut sub, _) =
+        NetSubscriber::open(Subscriber::new(SubscriberConfig::default()), &sub_config)?;
+    let rate = config.latency_rate.max(1);
+    let total = config.latency_messages;
+    let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut generator = sequent_feed::loss::SessionGenerator::new(9, 8, 2_000);
+        let mut batch = Vec::new();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while sent < total {
+            let due = Duration::from_nanos(sent * 1_000_000_000 / rate);
+            while start.elapsed() < due {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            batch.clear();
+            generator.next_message(&mut batch);
+            for m in &batch {
+                publisher.core.handle_message(m);
+                sent += 1;
+            }
+            publisher.core.flush();
+            publisher.pump()?;
+            publisher.serve()?;
+        }
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            publisher.core.end_session();
+            publisher.pump()?;
+            publisher.serve()?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sub.core.is_complete() && Instant::now() < deadline {
+        sub.poll_once(Duration::from_millis(1))?;
+    }
+    let stats = sub.core.stats.clone();
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+    let h = &stats.latency_ns;
+    let mut row = FeedRow::new(
+        "latency",
+        format!("publish → book, {rate} msgs/s paced"),
+        stats.messages,
+    );
+    row.p50_ns = Some(h.value_at_quantile(0.5));
+    row.p99_ns = Some(h.value_at_quantile(0.99));
+    row.p999_ns = Some(h.value_at_quantile(0.999));
+    row.max_ns = Some(h.max());
+    row.note = format!(
+        "{path_line}, recvmmsg polled with 1 ms poll(2) timeout; {transport}; {} packets, gaps {}",
+        stats.packets, stats.gaps_seen
+    );
+    Ok(vec![row])
+}
+
+/// Renders rows as a Markdown table.
+pub fn render_markdown(rows: &[FeedRow]) -> String {
+    let mut out = String::from(
+        "| section | what | messages | ns/msg | msgs/s | pkts/s | loss | p50 | p99 | p99.9 | max | note |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let f = |v: Option<f64>, d: usize| v.map_or("".to_string(), |v| format!("{v:.d$}"));
+    let rate = |v: Option<f64>| v.map_or("".to_string(), |v| format!("{:.2}M", v / 1e6));
+    let ns = |v: Option<u64>| v.map_or("".to_string(), |v| format!("{:.1} µs", v as f64 / 1e3));
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.section,
+            r.name,
+            r.messages,
+            f(r.ns_per_message, 1),
+            rate(r.messages_per_s),
+            rate(r.packets_per_s),
+            r.loss_pct.map_or("".to_string(), |v| format!("{v:.2}%")),
+            ns(r.p50_ns),
+            ns(r.p99_ns),
+            ns(r.p999_ns),
+            ns(r.max_ns),
+            r.note
+        ));
+    }
+    out
+}
+
+/// Decode ratios the issue targets: sequent ITCH vs itchy, protocol vs sequent ITCH.
+pub fn targets(rows: &[FeedRow]) -> Vec<String> {
+    let get = |prefix: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(prefix))
+            .and_then(|r| r.ns_per_message)
+    };
+    let mut out = Vec::new();
+    if let (Some(ours), Some(itchy), Some(proto)) = (
+        get("ITCH 5.0: sequent"),
+        get("ITCH 5.0: itchy"),
+        get("sequent feed protocol: for_each"),
+    ) {
+        out.push(format!(
+            "target ITCH decode >= itchy: {} (sequent {ours:.1} ns/msg, itchy {itchy:.1} ns/msg, {:.1}x)",
+            if ours <= itchy { "met" } else { "NOT met" },
+            itchy / ours
+        ));
+        out.push(format!(
+            "target own protocol faster than ITCH: {} ({proto:.1} ns/msg vs {ours:.1})",
+            if proto < ours { "met" } else { "NOT met" }
+        ));
+    }
+    out.push(
+        "target io_uring receive >= recvmmsg: not measurable (io_uring receive path not built)"
+            .into(),
+    );
+    out
+}

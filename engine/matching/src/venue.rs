@@ -824,6 +824,29 @@ impl Venue {
         })
     }
 
+    /// The resting order with this id: its book, side and state; `None` when it is not resting
+    /// (never accepted, filled, cancelled or expired). O(1), through the id table.
+    pub fn resting_order(&self, id: OrderId) -> Option<(SymbolId, Side, Resting)> {
+        let slot = self.ids.get(id)?;
+        if slot == DONE {
+            return None;
+        }
+        let order = self.orders.get(slot as usize)?;
+        (order.id == id && order.open > 0).then(|| {
+            (
+                order.symbol,
+                order.side,
+                Resting {
+                    id,
+                    account: order.account,
+                    price: order.price,
+                    qty: order.open,
+                    tif: order.tif(),
+                },
+            )
+        })
+    }
+
     /// Best bid and best ask of a book.
     pub fn best(&self, symbol: SymbolId) -> (Option<i64>, Option<i64>) {
         let book = &self.books[usize::from(symbol)];

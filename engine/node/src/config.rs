@@ -37,6 +37,46 @@ pub struct EngineConfig {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Market data over UDP multicast (absent: no feed).
+    pub feed: Option<FeedSection>,
+}
+
+/// A feed send path by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendName {
+    /// One `send(2)` per packet.
+    Send,
+    /// `sendmmsg(2)`.
+    Sendmmsg,
+    /// io_uring, probed at start with a fallback.
+    IoUring,
+}
+
+/// `[feed]`: where the engine publishes market data (docs/feed-protocol.md).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSection {
+    /// Line A: multicast group and port (a unicast address works too, for tests).
+    pub line_a: std::net::SocketAddrV4,
+    /// Line B, optional: a second group carrying the same packets.
+    pub line_b: Option<std::net::SocketAddrV4>,
+    /// The interface to send multicast on.
+    #[serde(default = "defaults::feed_interface")]
+    pub interface: std::net::Ipv4Addr,
+    /// Multicast TTL.
+    #[serde(default = "defaults::ttl")]
+    pub ttl: u32,
+    /// Send path.
+    #[serde(default = "defaults::send")]
+    pub send: SendName,
+    /// Retransmission server (unicast UDP).
+    pub retransmit: std::net::SocketAddrV4,
+    /// Snapshot server (TCP).
+    pub snapshot: std::net::SocketAddrV4,
+    /// Packets kept for retransmission.
+    #[serde(default = "defaults::history_packets")]
+    pub history_packets: usize,
 }
 
 /// `[venue]`.
@@ -228,7 +268,19 @@ pub struct MetricsSection {
 }
 
 mod defaults {
-    use super::DurabilityName;
+    use super::{DurabilityName, SendName};
+    pub fn feed_interface() -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::LOCALHOST
+    }
+    pub fn ttl() -> u32 {
+        1
+    }
+    pub fn send() -> SendName {
+        SendName::Sendmmsg
+    }
+    pub fn history_packets() -> usize {
+        65_536
+    }
     pub fn sessions_max() -> u32 {
         256
     }

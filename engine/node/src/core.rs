@@ -11,6 +11,8 @@ use sequent_matching::{
     CancelReason, Command, Event, NewOrder, Reject, Side, Stp, SymbolId, Tif, Venue, VenueConfig,
 };
 
+use sequent_feed::proto::{self, Message};
+
 use crate::protocol::{
     CancelledBody, ClientMessage, EngineMessage, FillBody, LoginAcceptedBody, NewOrderBody,
     OrderReplyBody, ReplacedBody, SessionRejectBody, SessionRejectReason, symbol_text,
@@ -75,6 +77,11 @@ pub enum Output {
         /// The connection.
         connection: ConnectionId,
     },
+    /// A market-data message for the feed publisher (docs/feed-protocol.md). The core emits them
+    /// so that the subscribers' books equal the venue's: every order that rests is added,
+    /// executions and cancels reduce it, a replace that keeps priority is a partial cancel and one
+    /// that loses it is a delete then an add.
+    Market(sequent_feed::proto::Message),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,7 +116,11 @@ pub struct Core {
     /// deterministic). Preallocated to `sessions_max`.
     bound: Vec<(ConnectionId, u32)>,
     events: Vec<Event>,
-    scratch_ids: Vec<u64>,
+    /// Orders an input may cancel, with their books: filled before the input (by the session
+    /// mass cancel, a cancel's lookup, end of day), read by the market-data translation.
+    scratch_ids: Vec<(u64, SymbolId)>,
+    /// Executions numbered for the feed.
+    match_number: u64,
     counters: CoreCounters,
 }
 
@@ -148,6 +159,7 @@ impl Core {
             events: Vec::with_capacity(1024),
             scratch_ids: Vec::with_capacity(orders_max),
             counters: CoreCounters::default(),
+            match_number: 0,
         }
     }
 
@@ -211,13 +223,35 @@ impl Core {
             Input::Disconnected { connection } => self.handle_disconnect(now, connection, out),
             Input::EndOfDay => {
                 self.events.clear();
+                // The DAY orders about to expire, with their books, for the feed.
+                self.scratch_ids.clear();
+                for symbol in 0..self.symbols.len() as SymbolId {
+                    for side in [Side::Buy, Side::Sell] {
+                        for resting in self.venue.resting(symbol, side) {
+                            if resting.tif == Tif::Day {
+                                self.scratch_ids.push((resting.id, symbol));
+                            }
+                        }
+                    }
+                }
                 self.venue.apply(now, &Command::EndOfDay, &mut self.events);
                 self.route_events(out);
+                self.market_data(now, None, None, None, out);
             }
             Input::Restart => {
                 // Oldest login first: deterministic.
                 while let Some(&(connection, _)) = self.bound.first() {
                     self.handle_disconnect(now, connection, out);
+                }
+                // The feed's symbol directory, once per start.
+                for (index, symbol) in self.symbols.iter().enumerate() {
+                    out.push(Output::Market(Message::SymbolDirectory(
+                        proto::SymbolDirectory {
+                            time_ns: now.into(),
+                            locate: locate(index as SymbolId).into(),
+                            symbol: feed_symbol(symbol),
+                        },
+                    )));
                 }
             }
         }
@@ -312,6 +346,28 @@ impl Core {
         state.next_in += 1;
         self.counters.applied += 1;
         self.events.clear();
+        // What the market-data translation needs to know from before the input.
+        self.scratch_ids.clear();
+        let (incoming, before, book) = match message {
+            ClientMessage::NewOrder(order) => (
+                Some(order_id(session, order.client_order_id.get())),
+                None,
+                self.symbol_id(&order.symbol),
+            ),
+            ClientMessage::Replace(replace) => {
+                let id = order_id(session, replace.client_order_id.get());
+                let before = self.venue.resting_order(id);
+                (Some(id), before, before.map(|(symbol, _, _)| symbol))
+            }
+            ClientMessage::Cancel(cancel) => {
+                let id = order_id(session, cancel.client_order_id.get());
+                if let Some((symbol, _, _)) = self.venue.resting_order(id) {
+                    self.scratch_ids.push((id, symbol));
+                }
+                (None, None, None)
+            }
+            _ => (None, None, None),
+        };
         match message {
             ClientMessage::NewOrder(order) => {
                 let Some(command) = self.new_order(session, order) else {
@@ -353,6 +409,7 @@ impl Core {
             ClientMessage::Login(_) | ClientMessage::Heartbeat | ClientMessage::Logout => {}
         }
         self.route_events(out);
+        self.market_data(now, incoming, before, book, out);
     }
 
     fn handle_disconnect(&mut self, now: u64, connection: ConnectionId, out: &mut Vec<Output>) {
@@ -366,6 +423,7 @@ impl Core {
             self.events.clear();
             self.cancel_session_orders(now, session, None, None);
             self.route_events(out);
+            self.market_data(now, None, None, None, out);
         }
     }
 
@@ -427,13 +485,13 @@ impl Core {
                     if resting.id >> 32 == u64::from(session)
                         && account.is_none_or(|a| a == resting.account)
                     {
-                        self.scratch_ids.push(resting.id);
+                        self.scratch_ids.push((resting.id, s));
                     }
                 }
             }
         }
         for i in 0..self.scratch_ids.len() {
-            let id = self.scratch_ids[i];
+            let (id, _) = self.scratch_ids[i];
             self.venue
                 .apply(now, &Command::Cancel { id }, &mut self.events);
         }
@@ -476,6 +534,117 @@ impl Core {
             }),
             out,
         );
+    }
+
+    /// Turns the venue's events of one input into feed messages. `incoming` is the order the input
+    /// brought in (a new order, or a replaced one re-entering), which was not on the feed's book
+    /// before; `before` is a replaced order's state before the input.
+    fn market_data(
+        &mut self,
+        now: u64,
+        incoming: Option<u64>,
+        before: Option<(SymbolId, Side, sequent_matching::Resting)>,
+        book: Option<SymbolId>,
+        out: &mut Vec<Output>,
+    ) {
+        let time_ns = now.into();
+        let mut priority_kept = false;
+        if let (Some(id), Some((symbol, _, old))) = (incoming, before) {
+            match self.venue.resting_order(id) {
+                // Same price, no larger: the order kept its place; the feed sees a partial cancel.
+                Some((_, _, new))
+                    if new.price == old.price
+                        && new.qty <= old.qty
+                        && !self
+                            .events
+                            .iter()
+                            .any(|e| matches!(e, Event::Trade { taker, .. } if *taker == id)) =>
+                {
+                    priority_kept = true;
+                    if new.qty < old.qty {
+                        out.push(Output::Market(Message::OrderCancelled(
+                            proto::OrderCancelled {
+                                time_ns,
+                                order_ref: id.into(),
+                                locate: locate(symbol).into(),
+                                shares: clamp_shares(old.qty - new.qty).into(),
+                            },
+                        )));
+                    }
+                }
+                // Anything else took it off the book before it re-entered.
+                _ if self
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, Event::Replaced { id: r, .. } if *r == id)) =>
+                {
+                    out.push(Output::Market(Message::OrderDeleted(proto::OrderDeleted {
+                        time_ns,
+                        order_ref: id.into(),
+                        locate: locate(symbol).into(),
+                    })));
+                }
+                _ => priority_kept = true, // rejected: the order is as it was
+            }
+        }
+        for i in 0..self.events.len() {
+            match self.events[i] {
+                Event::Trade {
+                    symbol,
+                    maker,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    self.match_number += 1;
+                    out.push(Output::Market(Message::OrderExecuted(
+                        proto::OrderExecuted {
+                            time_ns,
+                            order_ref: maker.into(),
+                            locate: locate(symbol).into(),
+                            shares: clamp_shares(qty).into(),
+                            match_no: self.match_number.into(),
+                            price: price.into(),
+                        },
+                    )));
+                }
+                // Only orders that were on the feed's book: not the incoming one's remainder.
+                Event::Cancelled { id, qty, .. } if Some(id) != incoming => {
+                    // A resting order the input named or the core listed before the input; else a
+                    // resting order of the incoming order's book (self-trade prevention).
+                    let symbol = self
+                        .scratch_ids
+                        .iter()
+                        .find(|(r, _)| *r == id)
+                        .map(|(_, s)| *s)
+                        .or(book);
+                    if let Some(symbol) = symbol {
+                        out.push(Output::Market(Message::OrderCancelled(
+                            proto::OrderCancelled {
+                                time_ns,
+                                order_ref: id.into(),
+                                locate: locate(symbol).into(),
+                                shares: clamp_shares(qty).into(),
+                            },
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(id) = incoming
+            && !priority_kept
+            && let Some((symbol, side, order)) = self.venue.resting_order(id)
+        {
+            out.push(Output::Market(Message::AddOrder(proto::AddOrder {
+                time_ns,
+                order_ref: id.into(),
+                locate: locate(symbol).into(),
+                side: if side == Side::Buy { b'B' } else { b'S' },
+                shares: clamp_shares(order.qty).into(),
+                price: order.price.into(),
+            })));
+        }
     }
 
     /// Turns the venue's events into replies to the sessions that own the orders.
@@ -584,4 +753,22 @@ pub const fn cancel_code(reason: CancelReason) -> u8 {
         CancelReason::Expired => 7,
         CancelReason::MassCancel => 8,
     }
+}
+
+/// The feed's locate code of a book (1-based; 0 is never a symbol).
+#[must_use]
+pub const fn locate(symbol: SymbolId) -> u16 {
+    symbol + 1
+}
+
+/// A symbol as the feed writes it: 8 bytes, space-padded.
+fn feed_symbol(symbol: &[u8; 8]) -> [u8; 8] {
+    let mut out = [b' '; 8];
+    let text = symbol_text(symbol);
+    out[..text.len()].copy_from_slice(text);
+    out
+}
+
+fn clamp_shares(qty: u64) -> u32 {
+    u32::try_from(qty).unwrap_or(u32::MAX)
 }

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub journal_durable: AtomicU64,
     /// Replies waiting for durability.
     pub replies_held: AtomicU64,
+    /// Market-data messages produced by the core.
+    pub market_messages: AtomicU64,
     /// The core's `state_digest()` when its stage stopped (0 while running).
     pub final_digest: AtomicU64,
 }
@@ -130,6 +132,7 @@ pub struct Engine {
     gateway: Option<JoinHandle<anyhow::Result<u64>>>,
     metrics: Arc<Metrics>,
     metrics_server: Option<crate::metrics::Server>,
+    feed_addresses: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Engine {
@@ -147,7 +150,16 @@ impl Engine {
         if let Some(truncation) = &writer.open_report().truncated {
             eprintln!("sequent-engine: journal: {truncation}");
         }
-        let recovered = replay(&config.journal.dir, writer.next_sequence(), &mut core)?;
+        let mut feed_state = FeedState {
+            messages: 0,
+            books: sequent_feed::book::Books::new(),
+        };
+        let recovered = replay(
+            &config.journal.dir,
+            writer.next_sequence(),
+            &mut core,
+            &mut feed_state,
+        )?;
         // The restart marker: sessions logged in before are logged out, now and in every replay.
         let mut scratch = Vec::new();
         let restart_ts = now_ns().max(last_ts(&config.journal.dir, recovered.sequence));
@@ -156,6 +168,62 @@ impl Engine {
         let restart_sequence = writer.append(kind, restart_ts, &payload[..len])?;
         core.apply(restart_ts, &Input::Restart, &mut scratch);
         let epoch = restart_sequence; // unique per start: connection ids never repeat
+        let feed = match &config.feed {
+            None => None,
+            Some(section) => {
+                // The sequence continues from the last run's: subscribers see no reset.
+                let publisher = sequent_feed::publisher::Publisher::resume(
+                    sequent_feed::publisher::PublisherConfig {
+                        history_packets_max: section.history_packets,
+                        ..sequent_feed::publisher::PublisherConfig::default()
+                    },
+                    feed_state.messages + 1,
+                    feed_state.books,
+                );
+                let (mut net, path) = sequent_feed::net::NetPublisher::open(
+                    publisher,
+                    &sequent_feed::net::PublisherNetConfig {
+                        line_a: sequent_feed::net::LineAddr {
+                            addr: section.line_a,
+                            iface: section.interface,
+                        },
+                        line_b: section.line_b.map(|addr| sequent_feed::net::LineAddr {
+                            addr,
+                            iface: section.interface,
+                        }),
+                        ttl: section.ttl,
+                        send: match section.send {
+                            crate::config::SendName::Send => sequent_feed::net::SendKind::Send,
+                            crate::config::SendName::Sendmmsg => {
+                                sequent_feed::net::SendKind::SendMmsg
+                            }
+                            crate::config::SendName::IoUring => {
+                                sequent_feed::net::SendKind::IoUring
+                            }
+                        },
+                        retransmit_addr: section.retransmit,
+                        snapshot_addr: section.snapshot,
+                        loss_a: sequent_feed::loss::LossConfig::default(),
+                        loss_b: sequent_feed::loss::LossConfig::default(),
+                    },
+                )
+                .context("cannot open the market-data sockets")?;
+                eprintln!("sequent-engine: feed: {path}");
+                // The restart's own messages (the symbol directory) come first.
+                for output in &scratch {
+                    if let Output::Market(message) = output {
+                        net.core.handle_message(message);
+                    }
+                }
+                net.core.flush();
+                net.pump().context("cannot send market data")?;
+                Some(net)
+            }
+        };
+        let feed_addresses = feed
+            .as_ref()
+            .map(|net| Ok::<_, io::Error>((net.retransmit_addr()?, net.snapshot_addr()?)))
+            .transpose()?;
 
         let metrics = Arc::new(Metrics::default());
         let durable = writer.durable_watch();
@@ -212,6 +280,7 @@ impl Engine {
             epoch,
             Arc::clone(&metrics),
             Arc::clone(&stop),
+            feed,
         )?;
         let pin = config.cores.gateway;
         let gateway = std::thread::Builder::new()
@@ -238,7 +307,14 @@ impl Engine {
             gateway: Some(gateway),
             metrics,
             metrics_server,
+            feed_addresses,
         })
+    }
+
+    /// The feed's retransmission (UDP) and snapshot (TCP) server addresses, when it publishes.
+    #[must_use]
+    pub fn feed_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.feed_addresses
     }
 
     /// The order-entry address (useful with port 0).
@@ -325,8 +401,31 @@ fn core_config(config: &EngineConfig) -> CoreConfig {
     }
 }
 
+/// The feed's state rebuilt by replay: how many messages the core has published and the book
+/// they describe, so the publisher resumes its sequence where the last run stopped.
+struct FeedState {
+    messages: u64,
+    books: sequent_feed::book::Books,
+}
+
+impl FeedState {
+    fn take(&mut self, outputs: &[Output]) {
+        for output in outputs {
+            if let Output::Market(message) = output {
+                self.messages += 1;
+                self.books.apply(message);
+            }
+        }
+    }
+}
+
 /// Replays every journaled input into `core`.
-fn replay(dir: &Path, next_sequence: u64, core: &mut Core) -> anyhow::Result<Recovered> {
+fn replay(
+    dir: &Path,
+    next_sequence: u64,
+    core: &mut Core,
+    feed: &mut FeedState,
+) -> anyhow::Result<Recovered> {
     let mut recovered = Recovered {
         replayed: 0,
         sequence: 0,
@@ -346,6 +445,7 @@ fn replay(dir: &Path, next_sequence: u64, core: &mut Core) -> anyhow::Result<Rec
         })?;
         scratch.clear();
         core.apply(entry.timestamp_ns, &input, &mut scratch);
+        feed.take(&scratch);
         recovered.replayed += 1;
         recovered.sequence = entry.sequence;
     }
@@ -509,6 +609,10 @@ struct Gateway {
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     frame: [u8; FRAME_LEN_MAX],
+    /// The market-data publisher with its sockets, when configured.
+    feed: Option<sequent_feed::net::NetPublisher>,
+    /// Since when the feed has sent nothing (a heartbeat goes out after a second).
+    feed_idle_since: std::time::Instant,
 }
 
 impl Gateway {
@@ -524,6 +628,7 @@ impl Gateway {
         epoch: u64,
         metrics: Arc<Metrics>,
         stop: Arc<AtomicBool>,
+        feed: Option<sequent_feed::net::NetPublisher>,
     ) -> anyhow::Result<Self> {
         let poll = Poll::new()?;
         poll.registry()
@@ -557,6 +662,8 @@ impl Gateway {
             metrics,
             stop,
             frame: [0; FRAME_LEN_MAX],
+            feed,
+            feed_idle_since: std::time::Instant::now(),
         })
     }
 
@@ -637,6 +744,10 @@ impl Gateway {
         drain
             .join()
             .map_err(|_| anyhow::anyhow!("the ring drain panicked"))??;
+        if let Some(feed) = self.feed.as_mut() {
+            feed.core.end_session();
+            let _ = feed.pump();
+        }
         for index in 0..self.connections.len() {
             let end = std::time::Instant::now() + Duration::from_secs(1);
             while !self.connections[index].write.is_empty()
@@ -925,11 +1036,32 @@ impl Gateway {
                         self.connections[index].closing = true;
                     }
                 }
+                Output::Market(message) => {
+                    self.metrics.market_messages.fetch_add(1, Ordering::Relaxed);
+                    if let Some(feed) = self.feed.as_mut() {
+                        feed.core.handle_message(&message);
+                    }
+                }
             }
         }
         self.metrics
             .replies_held
             .store(self.held.len() as u64, Ordering::Relaxed);
+        if let Some(feed) = self.feed.as_mut() {
+            if touched {
+                feed.core.flush();
+            }
+            if feed.core.next_seq() > 0 && self.feed_idle_since.elapsed() > Duration::from_secs(1) {
+                feed.core.heartbeat();
+                self.feed_idle_since = std::time::Instant::now();
+            }
+            // A send failure (no route, a full buffer) loses packets the subscribers recover by
+            // retransmission; it never stops the engine.
+            if feed.pump().is_ok() && touched {
+                self.feed_idle_since = std::time::Instant::now();
+            }
+            let _ = feed.serve();
+        }
         if touched {
             for index in 0..self.connections.len() {
                 let connection = &self.connections[index];

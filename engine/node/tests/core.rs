@@ -217,7 +217,11 @@ fn cancel_on_disconnect_is_per_session() {
         1,
         "session 1's two orders went"
     );
-    assert!(out.is_empty(), "its replies had nowhere to go: {out:?}");
+    assert!(
+        out.iter().all(|o| matches!(o, Output::Market(_))),
+        "its replies had nowhere to go, only the feed hears of it: {out:?}"
+    );
+    assert_eq!(out.len(), 2, "one feed cancel per order: {out:?}");
     run(&mut core, &[Input::Disconnected { connection: 20 }]);
     assert_eq!(core.venue().resting_orders(), 1, "session 2 did not ask");
 }

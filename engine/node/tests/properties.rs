@@ -205,3 +205,156 @@ fn arbitrary_bytes_never_panic_and_errors_say_how_far_to_skip() {
         })
         .unwrap();
 }
+
+/// A trading session's stream: three sessions log in (cancel on disconnect for session 3), then
+/// well-sequenced orders, cancels, replaces (same price smaller, other price, larger), mass
+/// cancels, a disconnect and re-login of session 3, and end of day, with self-trade prevention
+/// and DAY orders mixed in. Every message is applied (no gaps), so the books fill up.
+fn trading() -> impl Strategy<Value = Vec<Input>> {
+    let step = prop_oneof![
+        6 => (0u32..3, 1u32..60, 0u32..3, any::<bool>(), 96i64..105, 1u64..30, 0u8..8, 0u8..4)
+            .prop_map(|(s, id, account, buy, price, qty, flags, tif)| (s, 0u8, id, account, buy, price, qty, flags, tif)),
+        2 => (0u32..3, 1u32..60).prop_map(|(s, id)| (s, 1u8, id, 0, false, 0, 0, 0, 0)),
+        3 => (0u32..3, 1u32..60, any::<bool>(), 96i64..105, 1u64..30)
+            .prop_map(|(s, id, move_price, price, qty)| (s, 2u8, id, 0, move_price, price, qty, 0, 0)),
+        1 => (0u32..3, 0u32..3, 0u8..4).prop_map(|(s, account, flags)| (s, 3u8, 0, account, false, 0, 0, flags, 0)),
+        1 => Just((2u32, 4u8, 0, 0, false, 0, 0, 0, 0)),
+        1 => Just((0u32, 5u8, 0, 0, false, 0, 0, 0, 0)),
+    ];
+    proptest::collection::vec(step, 1..250).prop_map(|steps| {
+        let mut inputs = vec![Input::Restart];
+        let mut connection = [1u64, 2, 3];
+        let mut next = [1u32; 3];
+        let login = |c: u64, session: u32| Input::Frame {
+            connection: c,
+            sequence: 0,
+            message: ClientMessage::Login(LoginBody {
+                session: session.into(),
+                next_expected: 1.into(),
+                flags: u8::from(session == 3),
+                reserved: [0; 7],
+            }),
+        };
+        for s in 0..3u32 {
+            inputs.push(login(connection[s as usize], s + 1));
+        }
+        for (s, op, id, account, flag, price, qty, flags, tif) in steps {
+            let i = s as usize;
+            let message = match op {
+                0 => ClientMessage::NewOrder(NewOrderBody {
+                    client_order_id: id.into(),
+                    account: account.into(),
+                    symbol: symbol_bytes(if id % 3 == 0 { "XYZ" } else { "ABC" }).unwrap(),
+                    side: if flag { b'B' } else { b'S' },
+                    order_type: b'L',
+                    tif: [b'G', b'G', b'D', b'I'][usize::from(tif)],
+                    flags: if tif == 3 { flags & 0b110 } else { flags },
+                    reserved: 0.into(),
+                    // Bids 93..=101, offers 99..=107: books build up and still cross often.
+                    price: (if flag { price - 3 } else { price + 3 }).into(),
+                    qty: qty.into(),
+                }),
+                1 => ClientMessage::Cancel(CancelBody {
+                    client_order_id: id.into(),
+                    reserved: 0.into(),
+                }),
+                2 => ClientMessage::Replace(ReplaceBody {
+                    client_order_id: id.into(),
+                    flags: u8::from(flag),
+                    reserved: [0; 3],
+                    price: price.into(),
+                    qty: qty.into(),
+                }),
+                3 => ClientMessage::MassCancel(sequent_node::protocol::MassCancelBody {
+                    flags,
+                    reserved: [0; 3],
+                    account: account.into(),
+                    symbol: symbol_bytes("ABC").unwrap(),
+                }),
+                4 => {
+                    // Session 3 drops (its orders are cancelled) and logs in on a new connection.
+                    inputs.push(Input::Disconnected {
+                        connection: connection[2],
+                    });
+                    connection[2] += 10;
+                    inputs.push(login(connection[2], 3));
+                    continue;
+                }
+                _ => {
+                    inputs.push(Input::EndOfDay);
+                    continue;
+                }
+            };
+            inputs.push(Input::Frame {
+                connection: connection[i],
+                sequence: next[i],
+                message,
+            });
+            next[i] += 1;
+        }
+        inputs
+    })
+}
+
+/// The feed's book, built from the core's market-data messages alone, equals the venue's resting
+/// orders after every input: same orders, books, sides, prices and quantities. This is what makes
+/// a subscriber's book trustworthy.
+#[test]
+fn the_market_data_rebuilds_the_venue_book() {
+    use sequent_feed::book::Books;
+    use sequent_matching::Side;
+    let busiest = std::cell::Cell::new(0usize);
+    runner(256)
+        .run(&trading(), |inputs| {
+            let mut core = new_core();
+            let mut books = Books::new();
+            let mut out = Vec::new();
+            for (t, input) in inputs.iter().enumerate() {
+                out.clear();
+                core.apply(t as u64, input, &mut out);
+                for output in &out {
+                    if let Output::Market(message) = output {
+                        books.apply(message);
+                    }
+                }
+                let mut venue: Vec<(u64, u16, bool, i64, u64)> = Vec::new();
+                for symbol in 0..2u16 {
+                    for side in [Side::Buy, Side::Sell] {
+                        for resting in core.venue().resting(symbol, side) {
+                            venue.push((
+                                resting.id,
+                                symbol + 1,
+                                side == Side::Buy,
+                                resting.price,
+                                resting.qty,
+                            ));
+                        }
+                    }
+                }
+                venue.sort_unstable();
+                let feed: Vec<(u64, u16, bool, i64, u64)> = books
+                    .sorted_orders()
+                    .into_iter()
+                    .map(|(id, o)| {
+                        (
+                            id,
+                            o.locate,
+                            o.side == sequent_feed::proto::Side::Buy,
+                            o.price,
+                            o.shares,
+                        )
+                    })
+                    .collect();
+                prop_assert_eq!(&feed, &venue, "after input {} ({:?})", t, input);
+                busiest.set(busiest.get().max(venue.len()));
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The stream must really build books, or the property says nothing.
+    assert!(
+        busiest.get() >= 20,
+        "the generator never rested more than {} orders",
+        busiest.get()
+    );
+}

@@ -1,6 +1,7 @@
 //! After start-up, publishing and handling allocate nothing: a counting global allocator sees no
 //! allocation while a steady stream of single and batched publications flows through a diamond
 //! graph (with a mutating stage and a parking wait strategy, the paths most likely to allocate).
+//! Only the test's thread and the ring's handler threads count (see `COUNTING`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -12,10 +13,27 @@ struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Threads that count: the test's own and the ring's handler threads (each handler opts in
+    /// on its first event). libtest's main thread, which may allocate while it waits for the test,
+    /// never does.
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count() {
+    if COUNTING.with(std::cell::Cell::get) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn opt_in() {
+    COUNTING.with(|c| c.set(true));
+}
+
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -26,7 +44,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -51,6 +69,7 @@ fn wait_for(counter: &AtomicU64, n: u64) {
 /// One test, so that no other test's set-up runs inside a measurement window.
 #[test]
 fn steady_state_allocates_nothing() {
+    opt_in();
     single_producer_diamond();
     multi_producer();
 }
@@ -59,13 +78,23 @@ fn single_producer_diamond() {
     let done = Arc::new(AtomicU64::new(0));
     let d = Arc::clone(&done);
     let mut producer = build_single_producer(256, Order::default, WaitStrategy::blocking())
-        .handle_events_mut(|o: &mut Order, _, _| o.checked = o.price > 0)
+        .handle_events_mut(|o: &mut Order, _, _| {
+            opt_in();
+            o.checked = o.price > 0;
+        })
         .and_then()
-        .handle_events_with(|o: &Order, _, _| assert!(o.checked))
+        .handle_events_with(|o: &Order, _, _| {
+            opt_in();
+            assert!(o.checked);
+        })
         .wait_strategy(WaitStrategy::Yielding)
-        .handle_events_with(|o: &Order, seq, _| assert_eq!(o.id, seq as u64))
+        .handle_events_with(|o: &Order, seq, _| {
+            opt_in();
+            assert_eq!(o.id, seq as u64);
+        })
         .and_then()
         .handle_events_with(move |_: &Order, _, _| {
+            opt_in();
             d.fetch_add(1, Ordering::Release);
         })
         .build()
@@ -128,6 +157,7 @@ fn multi_producer() {
     let d = Arc::clone(&done);
     let producer = build_multi_producer(128, || 0u64, WaitStrategy::phased())
         .handle_events_with(move |_: &u64, _, _| {
+            opt_in();
             d.fetch_add(1, Ordering::Release);
         })
         .build()
@@ -159,4 +189,9 @@ fn multi_producer() {
     );
     other.shutdown().unwrap();
     mine.shutdown().unwrap();
+    // The counter counts: an allocation on this thread is seen.
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let probe = vec![1u8; 16];
+    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before);
+    drop(probe);
 }

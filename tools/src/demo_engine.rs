@@ -69,7 +69,8 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
     let config = config(dir)?;
     let engine = Engine::start(&config).context("starting the engine")?;
     let threads = 4 + 2 * args.clients as usize;
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // The online cores, not this thread's affinity (the ring part pinned this thread to one).
+    let cores = sequent_ring::online_cores().len().max(1);
     println!();
     println!(
         "sequent demo: sequent-engine on {} (journal group commit 128 records / 200 µs, replies held until durable), {} clients × {} orders/s for {} s over loopback TCP",

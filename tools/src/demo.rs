@@ -149,7 +149,14 @@ impl EventHandler<Event> for Egress {
 
 pub fn run(args: &Args) -> Result<()> {
     if !args.skip_ring {
-        run_ring(args)?;
+        // On a thread of its own: the ring part pins its producer thread, and threads spawned
+        // later (the engine's) must not inherit that single-core affinity.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| run_ring(args))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the ring demo panicked"))?
+        })?;
     }
     crate::demo_engine::run(&args.engine)
 }

@@ -104,7 +104,28 @@ pub struct CoreCounters {
     pub duplicates: u64,
     /// Session rejects sent.
     pub session_rejects: u64,
+    /// Order rejects, by reason: index `i` counts [`REJECT_REASONS`]`[i]`.
+    pub rejects: [u64; REJECT_REASONS.len()],
 }
+
+/// Every order-reject reason, as (wire code, name), in the order of [`CoreCounters::rejects`].
+pub const REJECT_REASONS: [(u16, &str); 15] = [
+    (1, "duplicate_id"),
+    (2, "unknown_order"),
+    (3, "invalid"),
+    (4, "post_only_would_cross"),
+    (5, "order_pool_full"),
+    (6, "price_levels_full"),
+    (7, "id_table_full"),
+    (101, "kill_switch"),
+    (102, "rate_limit"),
+    (103, "max_qty"),
+    (104, "max_notional"),
+    (105, "price_collar"),
+    (106, "max_open_orders"),
+    (107, "credit_limit"),
+    (108, "no_reference_price"),
+];
 
 /// The deterministic core.
 #[derive(Debug)]
@@ -525,11 +546,15 @@ impl Core {
         reason: Reject,
         out: &mut Vec<Output>,
     ) {
+        let code = reject_code(reason);
+        if let Some(i) = REJECT_REASONS.iter().position(|(c, _)| *c == code) {
+            self.counters.rejects[i] += 1;
+        }
         self.send_to_owner(
             order_id(session, client_order_id),
             EngineMessage::Rejected(OrderReplyBody {
                 client_order_id: client_order_id.into(),
-                reason: reject_code(reason).into(),
+                reason: code.into(),
                 reserved: 0.into(),
             }),
             out,

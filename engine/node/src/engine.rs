@@ -69,6 +69,8 @@ pub struct Metrics {
     pub replies_held: AtomicU64,
     /// Market-data messages produced by the core.
     pub market_messages: AtomicU64,
+    /// Order rejects by reason (`core::REJECT_REASONS`).
+    pub rejects: [AtomicU64; crate::core::REJECT_REASONS.len()],
     /// The core's `state_digest()` when its stage stopped (0 while running).
     pub final_digest: AtomicU64,
 }
@@ -563,6 +565,9 @@ impl EventHandler<InputSlot> for CoreStage {
         self.metrics
             .session_rejects
             .store(counters.session_rejects, Ordering::Relaxed);
+        for (gauge, value) in self.metrics.rejects.iter().zip(counters.rejects) {
+            gauge.store(value, Ordering::Relaxed);
+        }
     }
 
     fn on_shutdown(&mut self) {

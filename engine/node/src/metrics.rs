@@ -163,5 +163,23 @@ pub fn render(metrics: &Metrics) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    out.push_str(
+        "# HELP sequent_market_messages_total market-data messages produced by the core\n\
+         # TYPE sequent_market_messages_total counter\n",
+    );
+    out.push_str(&format!(
+        "sequent_market_messages_total {}\n",
+        load(&metrics.market_messages)
+    ));
+    out.push_str(
+        "# HELP sequent_order_rejects_total orders rejected, by reason\n\
+         # TYPE sequent_order_rejects_total counter\n",
+    );
+    for ((_, reason), count) in crate::core::REJECT_REASONS.iter().zip(&metrics.rejects) {
+        out.push_str(&format!(
+            "sequent_order_rejects_total{{reason=\"{reason}\"}} {}\n",
+            load(count)
+        ));
+    }
     out
 }

@@ -86,6 +86,20 @@ fn orders_are_acknowledged_and_fill_across_sessions() {
     assert!(
         matches!(seller.receive().unwrap().message, EngineMessage::Fill(f) if f.liquidity == b'A' && f.qty.get() == 30)
     );
+    // A reused order id is rejected, and the metrics count it by reason.
+    seller.new_limit(1, 1, "ABC", false, 100, 5).unwrap();
+    assert!(
+        matches!(seller.receive().unwrap().message, EngineMessage::Rejected(r) if r.reason.get() == 1)
+    );
+    let text = sequent_node::metrics::render(engine.metrics());
+    assert!(
+        text.contains("sequent_order_rejects_total{reason=\"duplicate_id\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sequent_order_rejects_total{reason=\"credit_limit\"} 0\n"),
+        "{text}"
+    );
     let inputs = engine.shutdown().unwrap();
     assert!(inputs >= 4, "{inputs}");
 }

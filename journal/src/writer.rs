@@ -347,7 +347,6 @@ impl Writer {
             chain,
             synced_index: first_unsealed,
             synced_offset: RECORDS_OFFSET,
-            hinted: 0,
             hint_unsynced: false,
             sealing: None,
             announced: active.index(),
@@ -697,8 +696,6 @@ struct Housekeeper {
     /// Everything before (`synced_index`, `synced_offset`) is on disk.
     synced_index: u64,
     synced_offset: u64,
-    /// The durable hint last stored into a header.
-    hinted: u64,
     /// True while the stored hint has not been synced.
     hint_unsynced: bool,
     /// The seal in progress: the segment's index and the scan so far.
@@ -819,7 +816,6 @@ impl Housekeeper {
         // (or earlier, by the kernel's writeback), and never claims more than the disk holds.
         if let Some(active) = segments.iter().find(|s| s.index() == index) {
             active.set_durable_hint(written);
-            self.hinted = written;
             self.hint_unsynced = true;
         }
         self.synced_index = index;

@@ -288,13 +288,7 @@ fn main() -> ExitCode {
 
 fn matching_bench(args: &MatchingArgs) -> ExitCode {
     let machine = Machine::detect();
-    eprintln!("machine: {}", machine.summary());
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: the figures will be noisy",
-            machine.busy_text()
-        );
-    }
+    announce(&machine);
     let ops = args
         .ops
         .unwrap_or(if args.quick { 1_000_000 } else { 5_000_000 });
@@ -403,13 +397,7 @@ fn ring(args: &RingArgs) -> ExitCode {
         },
         repeats: args.repeats.unwrap_or(if args.quick { 3 } else { 5 }),
     };
-    eprintln!("machine: {}", machine.summary());
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
-            machine.busy_text()
-        );
-    }
+    announce(&machine);
     eprintln!(
         "events: {} per throughput run, {} at {}/s for latency; capacity {}; batch {}; {} repeats",
         config.ring.events,
@@ -508,13 +496,7 @@ fn journal(args: &JournalArgs) -> ExitCode {
         config.rss_bytes = (gb * 1e9) as u64;
     }
     let clock_ns = journal::append::clock_overhead_ns();
-    eprintln!("machine: {}", machine.summary());
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
-            machine.busy_text()
-        );
-    }
+    announce(&machine);
     eprintln!(
         "records: {} (append, replay), {} durable, {} tail at {}/s; {} MiB segments; rss {:.2} GB; \
          timing one append costs {} (two TSC reads, median); files under {}",
@@ -606,7 +588,6 @@ fn write_stdout(output: &str) -> ExitCode {
 fn engine_bench(args: &EngineArgs) -> ExitCode {
     use sequent_bench::engine::{EngineBenchConfig, render_markdown, run};
     let machine = Machine::detect();
-    eprintln!("machine: {}", machine.summary());
     let threads = 2 * args.sessions as usize + 4;
     if threads > machine.cores {
         eprintln!(
@@ -614,12 +595,7 @@ fn engine_bench(args: &EngineArgs) -> ExitCode {
             machine.cores
         );
     }
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: the figures will be noisy",
-            machine.busy_text()
-        );
-    }
+    announce(&machine);
     let config = EngineBenchConfig {
         sessions: args.sessions.max(1),
         rates: args.rates.clone(),
@@ -661,13 +637,7 @@ fn engine_bench(args: &EngineArgs) -> ExitCode {
 
 fn ledger_bench(args: &LedgerArgs) -> ExitCode {
     let machine = Machine::detect();
-    eprintln!("machine: {}", machine.summary());
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: the figures will be noisy",
-            machine.busy_text()
-        );
-    }
+    announce(&machine);
     let config = ledger::LedgerConfig {
         accounts: args.accounts.max(2),
         transfers: args.transfers.max(1),
@@ -744,13 +714,7 @@ fn ledger_bench(args: &LedgerArgs) -> ExitCode {
 fn feed_bench(args: &FeedArgs) -> ExitCode {
     use sequent_bench::feed;
     let machine = Machine::detect();
-    eprintln!("machine: {}", machine.summary());
-    if machine.is_busy() {
-        eprintln!(
-            "WARNING: the cores were {} busy before the run: the figures will be noisy",
-            machine.busy_text()
-        );
-    }
+    announce(&machine);
     let itch = match std::fs::read(&args.itch) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -810,4 +774,16 @@ fn feed_bench(args: &FeedArgs) -> ExitCode {
     eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
     let _ = std::io::stdout().flush();
     ExitCode::SUCCESS
+}
+
+/// Prints the machine line every subcommand starts with, and a warning when the cores were busy
+/// before the run (other processes compete with the benchmark: the figures will be noisy).
+fn announce(machine: &Machine) {
+    eprintln!("machine: {}", machine.summary());
+    if machine.is_busy() {
+        eprintln!(
+            "WARNING: the cores were {} busy before the run: other processes compete with the benchmark and the figures will be noisy",
+            machine.busy_text()
+        );
+    }
 }

@@ -18,7 +18,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -99,7 +98,7 @@ pub fn run(
                 std::process::id()
             ));
             let _ = std::fs::remove_dir_all(&dir);
-            let engine = Engine::start(&engine_config(&dir, hold)?)?;
+            let engine = Engine::start(&EngineConfig::loopback(&dir, hold))?;
             let report = sequent_node::load::run(engine.address(), &load)?;
             engine.shutdown()?;
             let _ = std::fs::remove_dir_all(&dir);
@@ -137,32 +136,6 @@ fn row(
         max_ns: report.latency.max(),
         ratio_p99_vs_echo: echo_p99.map(|e| e as f64 / p99.max(1) as f64),
     }
-}
-
-fn engine_config(dir: &Path, hold: bool) -> anyhow::Result<EngineConfig> {
-    Ok(EngineConfig::parse(&format!(
-        r#"
-symbols = ["ABC", "XYZ"]
-sessions_max = 64
-[venue]
-orders_max = 1048576
-levels_max = 16384
-levels_per_side_max = 4096
-accounts_max = 64
-ids_max = 4194304
-[journal]
-dir = "{}"
-durability = "group"
-group_records = 128
-interval_us = 200
-segment_mib = 64
-hold_replies_until_durable = {hold}
-[gateway]
-listen = "127.0.0.1:0"
-connections_max = 128
-"#,
-        dir.display()
-    ))?)
 }
 
 /// The baseline server: decode, acknowledge, nothing else.

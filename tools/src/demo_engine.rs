@@ -39,34 +39,8 @@ pub fn run(args: &EngineArgs) -> Result<()> {
     result
 }
 
-fn config(dir: &std::path::Path) -> Result<EngineConfig> {
-    Ok(EngineConfig::parse(&format!(
-        r#"
-symbols = ["ABC", "XYZ"]
-sessions_max = 64
-[venue]
-orders_max = 1048576
-levels_max = 16384
-levels_per_side_max = 4096
-accounts_max = 64
-ids_max = 4194304
-[journal]
-dir = "{}"
-durability = "group"
-group_records = 128
-interval_us = 200
-segment_mib = 16
-hold_replies_until_durable = true
-[gateway]
-listen = "127.0.0.1:0"
-connections_max = 128
-"#,
-        dir.display()
-    ))?)
-}
-
 fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
-    let config = config(dir)?;
+    let config = EngineConfig::loopback(dir, true);
     let engine = Engine::start(&config).context("starting the engine")?;
     let threads = 4 + 2 * args.clients as usize;
     // The online cores, not this thread's affinity (the ring part pinned this thread to one).

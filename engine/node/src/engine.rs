@@ -353,9 +353,8 @@ impl Engine {
 
     /// Graceful stop: no new input, the rings drain, replies are written, the journal is synced.
     /// Returns the number of frames sequenced in this run.
-    pub fn shutdown(mut self) -> anyhow::Result<u64> {
-        self.stop.store(true, Ordering::Release);
-        self.join()
+    pub fn shutdown(self) -> anyhow::Result<u64> {
+        self.shutdown_with_digest().map(|(inputs, _)| inputs)
     }
 
     /// Like [`Engine::shutdown`], and also returns the core's final `state_digest()` (which a

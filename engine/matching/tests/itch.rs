@@ -28,37 +28,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sequent_feed::itch::message_len;
 use sequent_matching::{Command, Event, NewOrder, Side, Stp, Tif, Venue, VenueConfig};
 
 const SAMPLE: &[u8] = include_bytes!("data/itch/ex20101224.TEST_ITCH_50");
-
-/// ITCH 5.0 message length by type (without the 2-byte length prefix), from the specification.
-fn message_len(kind: u8) -> Option<usize> {
-    Some(match kind {
-        b'S' | b'W' => 12,
-        b'R' => 39,
-        b'H' => 25,
-        b'Y' => 20,
-        b'L' => 26,
-        b'V' | b'J' => 35,
-        b'K' => 28,
-        b'h' => 21,
-        b'A' => 36,
-        b'F' => 40,
-        b'E' => 31,
-        b'C' => 36,
-        b'X' => 23,
-        b'D' => 19,
-        b'U' => 35,
-        b'P' => 44,
-        b'Q' => 40,
-        b'B' => 19,
-        b'I' => 50,
-        b'N' => 20,
-        b'O' => 48,
-        _ => return None,
-    })
-}
 
 fn be(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))

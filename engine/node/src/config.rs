@@ -39,6 +39,52 @@ pub struct EngineConfig {
     pub metrics: MetricsSection,
     /// Market data over UDP multicast (absent: no feed).
     pub feed: Option<FeedSection>,
+    /// Hot standby replication (absent: none). docs/replication.md.
+    #[serde(default)]
+    pub replication: ReplicationSection,
+}
+
+/// `[replication]`: the journal stream to a hot standby, failure detection and fencing
+/// (docs/replication.md).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSection {
+    /// Where this engine, while primary, serves its journal stream to a standby (absent: no
+    /// standby can attach).
+    pub listen: Option<SocketAddr>,
+    /// The other engine's replication address: a starting primary asks it whether it has taken
+    /// over (and refuses to start if so); a fenced primary learns there that it was replaced.
+    pub peer: Option<SocketAddr>,
+    /// Release replies only once the standby has acknowledged their input (as well as after the
+    /// journal's durable write when `journal.hold_replies_until_durable`).
+    pub standby_ack: bool,
+    /// With `standby_ack`: how long the primary goes without a standby before it releases
+    /// replies on its own (0: never; it holds until a standby attaches). Must exceed
+    /// `heartbeat_timeout_ms` twice over, so that a replaced primary learns it is fenced first.
+    pub degrade_after_ms: u64,
+    /// The primary sends a heartbeat after this long without a record.
+    pub heartbeat_interval_ms: u64,
+    /// The standby declares the primary dead after this long without a message.
+    pub heartbeat_timeout_ms: u64,
+    /// Both sides compute `state_digest()` at every multiple of this sequence and compare them.
+    pub digest_every: u64,
+    /// A standby takes over by itself when the primary dies (false: only on an admin command).
+    pub auto_promote: bool,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            peer: None,
+            standby_ack: false,
+            degrade_after_ms: 0,
+            heartbeat_interval_ms: 5,
+            heartbeat_timeout_ms: 50,
+            digest_every: 4096,
+            auto_promote: true,
+        }
+    }
 }
 
 /// A feed send path by name.
@@ -350,6 +396,7 @@ impl EngineConfig {
             },
             metrics: MetricsSection::default(),
             feed: None,
+            replication: ReplicationSection::default(),
         }
     }
 
@@ -395,6 +442,26 @@ impl EngineConfig {
         }
         if self.gateway.connections_max == 0 {
             return invalid("gateway.connections_max", "at least 1");
+        }
+        let replication = &self.replication;
+        if replication.heartbeat_interval_ms == 0
+            || replication.heartbeat_interval_ms >= replication.heartbeat_timeout_ms
+        {
+            return invalid(
+                "replication.heartbeat_interval_ms",
+                "must be positive and below replication.heartbeat_timeout_ms",
+            );
+        }
+        if replication.digest_every == 0 {
+            return invalid("replication.digest_every", "at least 1");
+        }
+        if replication.degrade_after_ms != 0
+            && replication.degrade_after_ms < 2 * replication.heartbeat_timeout_ms
+        {
+            return invalid(
+                "replication.degrade_after_ms",
+                "0 (never) or at least twice replication.heartbeat_timeout_ms",
+            );
         }
         if self.venue.orders_max == 0 || self.venue.ids_max == 0 || self.venue.accounts_max == 0 {
             return invalid(

@@ -73,6 +73,22 @@ pub struct Metrics {
     pub rejects: [AtomicU64; crate::core::REJECT_REASONS.len()],
     /// The core's `state_digest()` when its stage stopped (0 while running).
     pub final_digest: AtomicU64,
+    /// 0 standby, 1 primary, 2 fenced.
+    pub role: AtomicU64,
+    /// The term served (primary) or followed (standby).
+    pub term: AtomicU64,
+    /// Replies dropped because the engine was fenced.
+    pub replies_fenced: AtomicU64,
+    /// Standby: the last replicated sequence written and applied.
+    pub standby_applied: AtomicU64,
+    /// Standby: records the primary has that the standby has not applied.
+    pub standby_lag: AtomicU64,
+    /// Standby: digest checkpoints compared.
+    pub digests_checked: AtomicU64,
+    /// Standby: digest checkpoints that differed (an alarm).
+    pub divergences: AtomicU64,
+    /// The primary's replication state, once it serves.
+    pub replication: std::sync::OnceLock<Arc<crate::replication::Shared>>,
 }
 
 /// A slot of the input ring.
@@ -135,41 +151,67 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     metrics_server: Option<crate::metrics::Server>,
     feed_addresses: Option<(SocketAddr, SocketAddr)>,
+    replication: Arc<crate::replication::Shared>,
+    replication_server: Option<crate::replication::Server>,
+    term: u64,
 }
 
 impl Engine {
-    /// Recovers from the journal, starts the stages and opens the gateway.
+    /// Recovers from the journal, starts the stages and opens the gateway. With
+    /// `[replication] peer` set, first asks the peer whether it has taken over: an engine whose
+    /// peer is primary refuses to start (it must come back as a standby).
     pub fn start(config: &EngineConfig) -> anyhow::Result<Self> {
         config.check()?;
-        let mut core = Core::new(&core_config(config));
-        let mut writer = Writer::open(&config.journal.dir, &config.journal.journal_config())
-            .with_context(|| {
-                format!(
-                    "cannot open the journal in {}",
-                    config.journal.dir.display()
-                )
-            })?;
-        if let Some(truncation) = &writer.open_report().truncated {
-            eprintln!("sequent-engine: journal: {truncation}");
+        if let Some(peer) = config.replication.peer {
+            let timeout = Duration::from_millis(config.replication.heartbeat_timeout_ms);
+            if let Some((role, term, next)) = crate::replication::probe(peer, timeout) {
+                if role == crate::replication::Role::Primary {
+                    bail!(
+                        "fenced: the peer {peer} is primary in term {term} at sequence {next}; \
+                         start this engine with --standby --primary {peer}"
+                    );
+                }
+            }
         }
-        let mut feed_state = FeedState {
-            messages: 0,
-            books: sequent_feed::book::Books::new(),
-        };
-        let recovered = replay(
-            &config.journal.dir,
-            writer.next_sequence(),
-            &mut core,
-            &mut feed_state,
-        )?;
+        let node = NodeState::recover(config)?;
+        let term = node.position.term + 1;
+        Self::launch(config, node, term, Arc::new(Metrics::default()), None, false)
+    }
+
+    /// Starts a recovered (or promoted) node in `term`: journals the restart marker, opens the
+    /// feed, the rings, the gateway and the replication endpoint.
+    pub(crate) fn launch(
+        config: &EngineConfig,
+        node: NodeState,
+        term: u64,
+        metrics: Arc<Metrics>,
+        metrics_server: Option<crate::metrics::Server>,
+        promoted: bool,
+    ) -> anyhow::Result<Self> {
+        let NodeState {
+            mut core,
+            mut writer,
+            feed: feed_state,
+            recovered,
+            position: _,
+        } = node;
         // The restart marker: sessions logged in before are logged out, now and in every replay.
         let mut scratch = Vec::new();
         let restart_ts = now_ns().max(last_ts(&config.journal.dir, recovered.sequence));
         let mut payload = [0u8; PAYLOAD_LEN_MAX];
-        let (kind, len) = record::encode(&Input::Restart, &mut payload);
+        let (kind, len) = record::encode_restart(term, &mut payload);
         let restart_sequence = writer.append(kind, restart_ts, &payload[..len])?;
         core.apply(restart_ts, &Input::Restart, &mut scratch);
         let epoch = restart_sequence; // unique per start: connection ids never repeat
+        let replication = Arc::new(crate::replication::Shared::new(
+            term,
+            config.replication.standby_ack,
+            promoted,
+        ));
+        replication.written.store(restart_sequence, Ordering::Release);
+        let _ = metrics.replication.set(Arc::clone(&replication));
+        metrics.term.store(term, Ordering::Relaxed);
+        metrics.role.store(1, Ordering::Relaxed);
         let feed = match &config.feed {
             None => None,
             Some(section) => {
@@ -227,7 +269,6 @@ impl Engine {
             .map(|net| Ok::<_, io::Error>((net.retransmit_addr()?, net.snapshot_addr()?)))
             .transpose()?;
 
-        let metrics = Arc::new(Metrics::default());
         let durable = writer.durable_watch();
         let (output_builder, output_poller) = build_single_producer(
             config.rings.output_slots,
@@ -252,6 +293,7 @@ impl Engine {
                 payload: [0; PAYLOAD_LEN_MAX],
                 metrics: Arc::clone(&metrics),
                 durable: durable.clone(),
+                replication: Arc::clone(&replication),
             });
         if let Some(cpu) = config.cores.core {
             input_builder = input_builder.pin_at_core(cpu);
@@ -264,6 +306,8 @@ impl Engine {
                 out: Some(output_producer),
                 scratch: Vec::with_capacity(4096),
                 metrics: Arc::clone(&metrics),
+                replication: Arc::clone(&replication),
+                digest_every: config.replication.digest_every,
             })
             .build()?;
 
@@ -283,7 +327,21 @@ impl Engine {
             Arc::clone(&metrics),
             Arc::clone(&stop),
             feed,
+            Arc::clone(&replication),
         )?;
+        let replication_server = match config.replication.listen {
+            Some(listen) => Some(
+                crate::replication::Server::start(
+                    &config.journal.dir,
+                    config.replication,
+                    listen,
+                    Arc::clone(&replication),
+                    Some(Arc::clone(&gateway.waker)),
+                )
+                .with_context(|| format!("cannot serve replication on {listen}"))?,
+            ),
+            None => None,
+        };
         let pin = config.cores.gateway;
         let gateway = std::thread::Builder::new()
             .name("gateway".into())
@@ -295,12 +353,23 @@ impl Engine {
                 }
                 gateway.run()
             })?;
-        let metrics_server = match config.metrics.listen {
-            Some(address) => Some(crate::metrics::Server::start(
-                address,
-                Arc::clone(&metrics),
-            )?),
-            None => None,
+        let metrics_server = match (metrics_server, config.metrics.listen) {
+            (Some(server), _) => {
+                server.serve_admin(crate::metrics::Admin::Primary {
+                    stop: Arc::clone(&stop),
+                    replication: Arc::clone(&replication),
+                });
+                Some(server)
+            }
+            (None, Some(address)) => {
+                let server = crate::metrics::Server::start(address, Arc::clone(&metrics))?;
+                server.serve_admin(crate::metrics::Admin::Primary {
+                    stop: Arc::clone(&stop),
+                    replication: Arc::clone(&replication),
+                });
+                Some(server)
+            }
+            (None, None) => None,
         };
         Ok(Self {
             address,
@@ -310,6 +379,9 @@ impl Engine {
             metrics,
             metrics_server,
             feed_addresses,
+            replication,
+            replication_server,
+            term,
         })
     }
 
@@ -372,11 +444,46 @@ impl Engine {
         };
         let result = gateway
             .join()
-            .map_err(|_| anyhow::anyhow!("the gateway thread panicked"))?;
+            .map_err(|_| anyhow::anyhow!("the gateway thread panicked"));
+        let fenced = self.replication.fenced.load(Ordering::Acquire);
+        if let Some(server) = self.replication_server.take() {
+            // A planned stop hands over to the attached standby (nothing to hand when fenced).
+            server.finish(if fenced {
+                0
+            } else {
+                self.replication.written.load(Ordering::Acquire)
+            });
+        }
         if let Some(server) = self.metrics_server.take() {
             server.stop();
         }
-        result
+        if fenced {
+            bail!(
+                "fenced: a primary of a later term replaced this engine (term {}); nothing it held was released",
+                self.term
+            );
+        }
+        result?
+    }
+
+    /// This engine's term (docs/replication.md).
+    #[must_use]
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// The replication endpoint's address, when it serves one.
+    #[must_use]
+    pub fn replication_address(&self) -> Option<SocketAddr> {
+        self.replication_server
+            .as_ref()
+            .map(crate::replication::Server::address)
+    }
+
+    /// The replication state (standby attached, acknowledged sequence, fence).
+    #[must_use]
+    pub fn replication(&self) -> &crate::replication::Shared {
+        &self.replication
     }
 }
 
@@ -404,9 +511,83 @@ fn core_config(config: &EngineConfig) -> CoreConfig {
 
 /// The feed's state rebuilt by replay: how many messages the core has published and the book
 /// they describe, so the publisher resumes its sequence where the last run stopped.
-struct FeedState {
-    messages: u64,
-    books: sequent_feed::book::Books,
+pub(crate) struct FeedState {
+    pub(crate) messages: u64,
+    pub(crate) books: sequent_feed::book::Books,
+}
+
+/// An engine's state rebuilt from its journal, before it serves (as primary) or follows (as
+/// standby): the core, the open journal, the feed's position and where the history stands.
+pub(crate) struct NodeState {
+    pub(crate) core: Core,
+    pub(crate) writer: Writer,
+    pub(crate) feed: FeedState,
+    pub(crate) recovered: Recovered,
+    pub(crate) position: crate::replication::Position,
+}
+
+impl NodeState {
+    /// Opens the journal (repairing a torn tail) and replays it into a fresh core.
+    pub(crate) fn recover(config: &EngineConfig) -> anyhow::Result<Self> {
+        let mut core = Core::new(&core_config(config));
+        let writer = Writer::open(&config.journal.dir, &config.journal.journal_config())
+            .with_context(|| {
+                format!(
+                    "cannot open the journal in {}",
+                    config.journal.dir.display()
+                )
+            })?;
+        if let Some(truncation) = &writer.open_report().truncated {
+            eprintln!("sequent-engine: journal: {truncation}");
+        }
+        let mut feed = FeedState {
+            messages: 0,
+            books: sequent_feed::book::Books::new(),
+        };
+        let mut position = crate::replication::Position {
+            next_sequence: writer.next_sequence(),
+            ..crate::replication::Position::default()
+        };
+        let recovered = replay(
+            &config.journal.dir,
+            writer.next_sequence(),
+            &mut core,
+            &mut feed,
+            &mut position,
+        )?;
+        Ok(Self {
+            core,
+            writer,
+            feed,
+            recovered,
+            position,
+        })
+    }
+
+    /// Appends one replicated record to the journal and applies it; keeps the position.
+    pub(crate) fn apply_record(
+        &mut self,
+        sequence: u64,
+        timestamp_ns: u64,
+        kind: u8,
+        payload: &[u8],
+        scratch: &mut Vec<Output>,
+    ) -> anyhow::Result<()> {
+        let input = record::decode(kind, payload).map_err(|reason| {
+            anyhow::anyhow!("replicated record {sequence} is not an engine input: {reason}")
+        })?;
+        let appended = self.writer.append(kind, timestamp_ns, payload)?;
+        if appended != sequence {
+            bail!("replicated record {sequence} would be written as {appended}");
+        }
+        scratch.clear();
+        self.core.apply(timestamp_ns, &input, scratch);
+        self.feed.take(scratch);
+        self.recovered.replayed += 1;
+        self.recovered.sequence = sequence;
+        self.position.track(sequence, timestamp_ns, kind, payload);
+        Ok(())
+    }
 }
 
 impl FeedState {
@@ -426,6 +607,7 @@ fn replay(
     next_sequence: u64,
     core: &mut Core,
     feed: &mut FeedState,
+    position: &mut crate::replication::Position,
 ) -> anyhow::Result<Recovered> {
     let mut recovered = Recovered {
         replayed: 0,
@@ -447,6 +629,7 @@ fn replay(
         scratch.clear();
         core.apply(entry.timestamp_ns, &input, &mut scratch);
         feed.take(&scratch);
+        position.track(entry.sequence, entry.timestamp_ns, entry.kind, entry.payload);
         recovered.replayed += 1;
         recovered.sequence = entry.sequence;
     }
@@ -484,6 +667,7 @@ struct JournalStage {
     payload: [u8; PAYLOAD_LEN_MAX],
     metrics: Arc<Metrics>,
     durable: DurableWatch,
+    replication: Arc<crate::replication::Shared>,
 }
 
 impl EventHandler<InputSlot> for JournalStage {
@@ -506,6 +690,8 @@ impl EventHandler<InputSlot> for JournalStage {
             .journal_written
             .store(appended, Ordering::Relaxed);
         if end_of_batch {
+            // Wakes the replication sender (one atomic swap when it is not parked).
+            self.replication.appended(appended);
             self.metrics
                 .journal_durable
                 .store(self.durable.durable_sequence(), Ordering::Relaxed);
@@ -530,6 +716,8 @@ struct CoreStage {
     out: Option<SingleProducer<OutputSlot>>,
     scratch: Vec<Output>,
     metrics: Arc<Metrics>,
+    replication: Arc<crate::replication::Shared>,
+    digest_every: u64,
 }
 
 impl EventHandler<InputSlot> for CoreStage {
@@ -546,6 +734,11 @@ impl EventHandler<InputSlot> for CoreStage {
         }
         self.scratch.clear();
         self.core.apply(slot.ts, &slot.input, &mut self.scratch);
+        if slot.journal_sequence % self.digest_every == 0 {
+            // A checkpoint the standby compares with its own (docs/replication.md).
+            self.replication
+                .push_digest(slot.journal_sequence, self.core.state_digest());
+        }
         for output in &self.scratch {
             // Blocks while the gateway is behind: backpressure, never loss.
             let _ = out.publish(|o| {
@@ -580,6 +773,7 @@ impl EventHandler<InputSlot> for CoreStage {
 }
 
 const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
 const READ_BUFFER: usize = 16 * 1024;
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -617,6 +811,10 @@ struct Gateway {
     feed: Option<sequent_feed::net::NetPublisher>,
     /// Since when the feed has sent nothing (a heartbeat goes out after a second).
     feed_idle_since: std::time::Instant,
+    /// Replication: the standby's acknowledgements bound what may go out; the fence stops all.
+    replication: Arc<crate::replication::Shared>,
+    /// Wakes the poll when the standby acknowledges or the fence drops.
+    waker: Arc<mio::Waker>,
 }
 
 impl Gateway {
@@ -633,8 +831,10 @@ impl Gateway {
         metrics: Arc<Metrics>,
         stop: Arc<AtomicBool>,
         feed: Option<sequent_feed::net::NetPublisher>,
+        replication: Arc<crate::replication::Shared>,
     ) -> anyhow::Result<Self> {
         let poll = Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let slots = config.gateway.connections_max;
@@ -668,6 +868,8 @@ impl Gateway {
             frame: [0; FRAME_LEN_MAX],
             feed,
             feed_idle_since: std::time::Instant::now(),
+            replication,
+            waker,
         })
     }
 
@@ -680,6 +882,19 @@ impl Gateway {
         let mut sequenced = 0u64;
         loop {
             if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            if self.replication.fenced.load(Ordering::Acquire) {
+                // Replaced by a later term: drop every connection, release nothing.
+                self.metrics.role.store(2, Ordering::Relaxed);
+                for index in 0..self.connections.len() {
+                    if let Some(mut stream) = self.connections[index].stream.take() {
+                        let _ = self.poll.registry().deregister(&mut stream);
+                        self.free.push(index);
+                    }
+                }
+                let _ = self.poll.registry().deregister(&mut self.listener);
+                self.stop.store(true, Ordering::Release);
                 break;
             }
             let busy = self.pump_outputs();
@@ -696,6 +911,9 @@ impl Gateway {
             for event in &events {
                 if event.token() == LISTENER {
                     self.accept()?;
+                    continue;
+                }
+                if event.token() == WAKER {
                     continue;
                 }
                 let index = event.token().0;
@@ -1013,7 +1231,15 @@ impl Gateway {
             self.durable.durable_sequence()
         } else {
             u64::MAX
-        };
+        }
+        .min(self.replication.release_bound());
+        if self.replication.fenced.load(Ordering::Acquire) {
+            // Nothing held by a fenced engine was acknowledged by its standby: it never goes out.
+            self.metrics
+                .replies_fenced
+                .fetch_add(self.held.iter().filter(|s| !s.last).count() as u64, Ordering::Relaxed);
+            self.held.retain(|slot| slot.last);
+        }
         let mut touched = false;
         while let Some(slot) = self.held.front() {
             if slot.input_sequence > durable || slot.last {

@@ -22,3 +22,5 @@ pub mod load;
 pub mod metrics;
 pub mod protocol;
 pub mod record;
+pub mod replication;
+pub mod standby;

@@ -1,10 +1,14 @@
-//! Prometheus text metrics on `GET /metrics` (any path answers the same), served by a thread of
-//! its own that only reads the engine's atomic counters: nothing on the hot path waits for it.
+//! Prometheus text metrics on `GET /metrics` (any other GET answers the same), served by a thread
+//! of its own that only reads the engine's atomic counters: nothing on the hot path waits for it.
+//!
+//! The same endpoint takes the admin commands of docs/replication.md: `POST /admin/handover` on a
+//! primary (a planned hand-over to its standby, then stop), `POST /admin/promote` on a standby
+//! (take over now), `GET /admin/status` on either (role, term, sequences).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -16,6 +20,24 @@ pub struct Server {
     address: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    admin: Arc<Mutex<Option<Admin>>>,
+}
+
+/// What the admin commands act on: it changes when a standby is promoted.
+#[derive(Debug, Clone)]
+pub enum Admin {
+    /// A primary: hand-over sets the replication's hand-over flag and stops the engine.
+    Primary {
+        /// The engine's stop flag.
+        stop: Arc<AtomicBool>,
+        /// Its replication state.
+        replication: Arc<crate::replication::Shared>,
+    },
+    /// A standby: promote sets this flag.
+    Standby {
+        /// The standby's promote flag.
+        promote: Arc<AtomicBool>,
+    },
 }
 
 impl Server {
@@ -26,14 +48,24 @@ impl Server {
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let admin = Arc::new(Mutex::new(None));
+        let commands = Arc::clone(&admin);
         let thread = std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || serve(&listener, &metrics, &flag))?;
+            .spawn(move || serve(&listener, &metrics, &flag, &commands))?;
         Ok(Self {
             address,
             stop,
             thread: Some(thread),
+            admin,
         })
+    }
+
+    /// Routes the admin commands to `admin` from now on.
+    pub fn serve_admin(&self, admin: Admin) {
+        if let Ok(mut slot) = self.admin.lock() {
+            *slot = Some(admin);
+        }
     }
 
     /// The bound address.
@@ -51,23 +83,75 @@ impl Server {
     }
 }
 
-fn serve(listener: &TcpListener, metrics: &Metrics, stop: &AtomicBool) {
+fn serve(
+    listener: &TcpListener,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+    admin: &Mutex<Option<Admin>>,
+) {
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((mut stream, _)) => {
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
                 let mut request = [0u8; 1024];
-                let _ = stream.read(&mut request);
-                let body = render(metrics);
+                let n = stream.read(&mut request).unwrap_or(0);
+                let line = std::str::from_utf8(&request[..n])
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("");
+                let admin = admin.lock().ok().and_then(|a| a.clone());
+                let (status, body) = answer(line, metrics, admin.as_ref());
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+/// The answer to one request line: (status, body).
+fn answer(line: &str, metrics: &Metrics, admin: Option<&Admin>) -> (&'static str, String) {
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let path = parts.next().unwrap_or("");
+    match (method, path, admin) {
+        ("POST", "/admin/handover", Some(Admin::Primary { stop, replication })) => {
+            replication.handover.store(true, Ordering::Release);
+            stop.store(true, Ordering::Release);
+            ("200 OK", "handing over to the standby, then stopping\n".into())
+        }
+        ("POST", "/admin/promote", Some(Admin::Standby { promote })) => {
+            promote.store(true, Ordering::Release);
+            ("200 OK", "promoting\n".into())
+        }
+        ("POST", _, _) => (
+            "409 Conflict",
+            format!("{path} does not apply to this engine's role\n"),
+        ),
+        ("GET", "/admin/status", _) => {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let role = match load(&metrics.role) {
+                0 => "standby",
+                1 => "primary",
+                _ => "fenced",
+            };
+            (
+                "200 OK",
+                format!(
+                    "role {role}\nterm {}\njournal_written {}\nstandby_applied {}\ndivergences {}\n",
+                    load(&metrics.term),
+                    load(&metrics.journal_written),
+                    load(&metrics.standby_applied),
+                    load(&metrics.divergences),
+                ),
+            )
+        }
+        _ => ("200 OK", render(metrics)),
     }
 }
 
@@ -77,7 +161,75 @@ pub fn render(metrics: &Metrics) -> String {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let written = load(&metrics.journal_written);
     let durable = load(&metrics.journal_durable);
-    let rows: [(&str, &str, &str, u64); 13] = [
+    let replication = metrics.replication.get();
+    let shared = |f: fn(&crate::replication::Shared) -> u64| replication.map_or(0, |r| f(r));
+    let rows: [(&str, &str, &str, u64); 24] = [
+        (
+            "sequent_role",
+            "gauge",
+            "0 standby, 1 primary, 2 fenced",
+            load(&metrics.role),
+        ),
+        (
+            "sequent_term",
+            "gauge",
+            "the replication term this engine serves or follows",
+            load(&metrics.term),
+        ),
+        (
+            "sequent_standby_attached",
+            "gauge",
+            "1 while a standby is attached to this primary",
+            shared(|r| u64::from(r.attached.load(Ordering::Relaxed))),
+        ),
+        (
+            "sequent_standby_acked_sequence",
+            "gauge",
+            "last sequence the standby has written",
+            shared(|r| r.standby_acked.load(Ordering::Relaxed)),
+        ),
+        (
+            "sequent_replication_degraded",
+            "gauge",
+            "ALARM when 1: replies go out without the standby's acknowledgement",
+            shared(|r| u64::from(r.degraded.load(Ordering::Relaxed) && r.standby_ack)),
+        ),
+        (
+            "sequent_fenced",
+            "gauge",
+            "ALARM when 1: a later term replaced this engine",
+            shared(|r| u64::from(r.fenced.load(Ordering::Relaxed))),
+        ),
+        (
+            "sequent_replication_divergence_total",
+            "counter",
+            "ALARM when above 0: digest checkpoints where primary and standby differ",
+            load(&metrics.divergences) + shared(|r| r.divergences.load(Ordering::Relaxed)),
+        ),
+        (
+            "sequent_standby_applied_sequence",
+            "gauge",
+            "standby: last replicated sequence written and applied",
+            load(&metrics.standby_applied),
+        ),
+        (
+            "sequent_standby_lag",
+            "gauge",
+            "standby: records the primary has that this standby has not applied",
+            load(&metrics.standby_lag),
+        ),
+        (
+            "sequent_standby_digests_checked_total",
+            "counter",
+            "standby: digest checkpoints compared with the primary's",
+            load(&metrics.digests_checked),
+        ),
+        (
+            "sequent_replies_fenced_total",
+            "counter",
+            "replies dropped because this engine was fenced",
+            load(&metrics.replies_fenced),
+        ),
         (
             "sequent_inputs_total",
             "counter",

@@ -11,8 +11,9 @@ pub const KIND_FRAME: u8 = 1;
 pub const KIND_DISCONNECTED: u8 = 2;
 /// End of the trading day: no payload.
 pub const KIND_END_OF_DAY: u8 = 3;
-/// The engine started (after recovering): no payload. Every session logged in before it is
-/// logged out, as if its connection closed.
+/// The engine started (after recovering) or a standby took over: the new term (8 bytes LE; an
+/// empty payload, written before terms existed, means term 0). Every session logged in before it
+/// is logged out, as if its connection closed. See docs/replication.md for terms.
 pub const KIND_RESTART: u8 = 4;
 
 /// The longest payload of any record.
@@ -37,6 +38,22 @@ pub fn encode(input: &Input, out: &mut [u8; PAYLOAD_LEN_MAX]) -> (u8, usize) {
         }
         Input::EndOfDay => (KIND_END_OF_DAY, 0),
         Input::Restart => (KIND_RESTART, 0),
+    }
+}
+
+/// Encodes the restart marker of `term` into `out`; returns (kind, payload length).
+pub fn encode_restart(term: u64, out: &mut [u8; PAYLOAD_LEN_MAX]) -> (u8, usize) {
+    out[..8].copy_from_slice(&term.to_le_bytes());
+    (KIND_RESTART, 8)
+}
+
+/// The term a restart marker starts, or `None` for any other record.
+#[must_use]
+pub fn restart_term(kind: u8, payload: &[u8]) -> Option<u64> {
+    match (kind, payload.len()) {
+        (KIND_RESTART, 0) => Some(0),
+        (KIND_RESTART, 8) => payload.try_into().ok().map(u64::from_le_bytes),
+        _ => None,
     }
 }
 
@@ -70,7 +87,7 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Input, String> {
             connection: connection()?,
         }),
         KIND_END_OF_DAY if payload.is_empty() => Ok(Input::EndOfDay),
-        KIND_RESTART if payload.is_empty() => Ok(Input::Restart),
+        KIND_RESTART if payload.is_empty() || payload.len() == 8 => Ok(Input::Restart),
         _ => Err(format!(
             "record kind {kind} with a payload of {} bytes is not an engine input",
             payload.len()
@@ -125,6 +142,12 @@ mod tests {
             let (kind, len) = encode(&input, &mut buf);
             assert_eq!(decode(kind, &buf[..len]), Ok(input));
         }
+        let (kind, len) = encode_restart(7, &mut buf);
+        assert_eq!(decode(kind, &buf[..len]), Ok(Input::Restart));
+        assert_eq!(restart_term(kind, &buf[..len]), Some(7));
+        assert_eq!(restart_term(KIND_RESTART, &[]), Some(0));
+        assert_eq!(restart_term(KIND_END_OF_DAY, &[]), None);
+        assert!(decode(KIND_RESTART, &[1, 2, 3]).is_err());
         assert!(decode(KIND_FRAME, &[1, 2, 3]).is_err());
         assert!(decode(KIND_END_OF_DAY, &[0]).is_err());
         assert!(decode(99, &[]).is_err());

@@ -856,7 +856,8 @@ fn run_sender(context: &SenderContext, standbys: &mpsc::Receiver<(FrameReader, P
                 if let Some((Role::Primary, term, _)) =
                     probe(peer, Duration::from_millis(config.heartbeat_interval_ms))
                 {
-                    if !shared.fenced.swap(true, Ordering::AcqRel) {
+                    // Only a later term fences: the peer may be an old primary not yet fenced.
+                    if term > shared.term && !shared.fenced.swap(true, Ordering::AcqRel) {
                         eprintln!(
                             "sequent-engine: FENCED: {peer} is primary in term {term} (ours {}); this engine stops serving",
                             shared.term

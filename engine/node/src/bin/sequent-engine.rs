@@ -134,9 +134,9 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(5));
     }
     println!("stopping: draining the rings and syncing the journal");
-    match engine.shutdown() {
-        Ok(inputs) => {
-            println!("stopped: {inputs} inputs sequenced in this run");
+    match engine.shutdown_with_digest() {
+        Ok((inputs, digest)) => {
+            println!("stopped: {inputs} inputs sequenced in this run, digest {digest:016x}");
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -478,9 +478,14 @@ impl NetPublisher {
             .line_b
             .map(|l| sender_socket(l, config.ttl))
             .transpose()?;
-        let rtx = UdpSocket::bind(config.retransmit_addr)?;
+        fn named(what: &'static str, addr: SocketAddrV4) -> impl Fn(io::Error) -> io::Error {
+            move |e| io::Error::new(e.kind(), format!("{what} {addr}: {e}"))
+        }
+        let rtx = UdpSocket::bind(config.retransmit_addr)
+            .map_err(named("retransmission server", config.retransmit_addr))?;
         rtx.set_nonblocking(true)?;
-        let snapshots = TcpListener::bind(config.snapshot_addr)?;
+        let snapshots = TcpListener::bind(config.snapshot_addr)
+            .map_err(named("snapshot server", config.snapshot_addr))?;
         snapshots.set_nonblocking(true)?;
         Ok((
             NetPublisher {

@@ -203,6 +203,9 @@ impl Engine {
         let restart_sequence = writer.append(kind, restart_ts, &payload[..len])?;
         core.apply(restart_ts, &Input::Restart, &mut scratch);
         let epoch = restart_sequence; // unique per start: connection ids never repeat
+        if promoted {
+            wait_for_addresses(config);
+        }
         let replication = Arc::new(crate::replication::Shared::new(
             term,
             config.replication.standby_ack,
@@ -701,6 +704,27 @@ pub fn replay_journal(
         feed_messages: feed.messages,
         books: feed.books,
     })
+}
+
+/// A standby that takes over from a primary that is dying may find the primary's sockets still
+/// open for a moment (the kernel closes a killed process's descriptors one by one, and the
+/// replication endpoint may go first): wait, at most a second, until the addresses it must bind
+/// are free.
+fn wait_for_addresses(config: &EngineConfig) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let free = || {
+        let gateway = config.gateway.listen.port() == 0
+            || std::net::TcpListener::bind(config.gateway.listen).is_ok();
+        let feed = config.feed.as_ref().is_none_or(|feed| {
+            (feed.retransmit.port() == 0 || std::net::UdpSocket::bind(feed.retransmit).is_ok())
+                && (feed.snapshot.port() == 0
+                    || std::net::TcpListener::bind(feed.snapshot).is_ok())
+        });
+        gateway && feed
+    };
+    while !free() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 fn last_ts(dir: &Path, sequence: u64) -> u64 {

@@ -17,6 +17,9 @@
 //! The [`feed`] module measures market data: ITCH decoding beside the `itchy` crate, the feed
 //! protocol, send and receive paths on loopback, and one-way publish-to-book latency.
 //!
+//! The [`failover`] module measures the hot standby: kill -9 to first acknowledgement on the new
+//! primary, and the order-to-ack cost of the standby's acknowledgement.
+//!
 //! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
 //! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
 //! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod failover;
 pub mod feed;
 pub mod journal;
 pub mod ledger;

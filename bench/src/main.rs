@@ -84,6 +84,10 @@ enum Command {
     Journal(JournalArgs),
     /// sequent-engine over loopback TCP, open loop, beside an echo server baseline.
     Engine(EngineArgs),
+    /// The hot standby: time from kill -9 of the primary to the first order acknowledged by the
+    /// new primary (two sequent-engine processes), and the order-to-ack cost of waiting for the
+    /// standby's acknowledgement (open loop, beside the journal-only baseline).
+    Failover(FailoverArgs),
     /// Market data: ITCH decoding beside the `itchy` crate, the feed protocol, send and receive
     /// paths on loopback, one-way publish-to-book latency.
     Feed(FeedArgs),
@@ -165,6 +169,25 @@ struct EngineArgs {
     /// A Markdown table with the machine line (for docs/BENCHMARKS.md).
     #[arg(long)]
     markdown: bool,
+}
+
+#[derive(Debug, Args)]
+struct FailoverArgs {
+    /// Fewer take-overs and a shorter load.
+    #[arg(long)]
+    quick: bool,
+    /// Take-overs to measure (default 20, --quick 5).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Offered orders/s of the acknowledgement-cost load.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Seconds of load per target (default 3, --quick 1).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +304,7 @@ fn main() -> ExitCode {
         Command::Matching(args) => matching_bench(&args),
         Command::Journal(args) => journal(&args),
         Command::Engine(args) => engine_bench(&args),
+        Command::Failover(args) => failover_bench(&args),
         Command::Feed(args) => feed_bench(&args),
         Command::Ledger(args) => ledger_bench(&args),
     }
@@ -630,6 +654,51 @@ fn engine_bench(args: &EngineArgs) -> ExitCode {
             &format!("sequent-bench {}", command.join(" ")),
             config.sessions,
             &rows,
+        )
+    };
+    write_stdout(&output)
+}
+
+fn failover_bench(args: &FailoverArgs) -> ExitCode {
+    use sequent_bench::failover::{FailoverBenchConfig, engine_binary, render_markdown, run};
+    let machine = Machine::detect();
+    announce(&machine);
+    let engine_bin = match engine_binary() {
+        Ok(path) => path,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if machine.cores < 8 {
+        eprintln!(
+            "WARNING: two engines (4 threads each), a standby and the load share {} cores: oversubscribed; the take-over time includes the scheduler",
+            machine.cores
+        );
+    }
+    let config = FailoverBenchConfig {
+        runs: args.runs.unwrap_or(if args.quick { 5 } else { 20 }).max(1),
+        rate: args.rate.max(1),
+        seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
+        sessions: 2,
+        engine_bin,
+        dir: std::env::temp_dir(),
+    };
+    let report = match run(&config) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let output = if args.json {
+        serde_json::to_string(&report).unwrap_or_default() + "\n"
+    } else {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        render_markdown(
+            &machine,
+            &format!("sequent-bench {}", command.join(" ")),
+            &report,
         )
     };
     write_stdout(&output)

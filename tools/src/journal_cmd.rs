@@ -90,7 +90,11 @@ fn replay(args: &ReplayArgs) -> Result<()> {
         writeln!(
             out,
             "{{\"records\":{},\"sequence\":{},\"digest\":\"{:016x}\",\"term\":{},\"feed_messages\":{},\"books_digest\":\"{books}\"}}",
-            replayed.records, replayed.sequence, replayed.digest, replayed.term, replayed.feed_messages
+            replayed.records,
+            replayed.sequence,
+            replayed.digest,
+            replayed.term,
+            replayed.feed_messages
         )?;
     } else {
         writeln!(out, "records {}", replayed.records)?;

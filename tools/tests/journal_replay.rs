@@ -65,7 +65,9 @@ fn replay_prints_the_digest_the_engine_stopped_with() {
     }
     let mut answered = 0;
     while answered < 60 {
-        if let EngineMessage::Accepted(_) | EngineMessage::Rejected(_) = client.receive().unwrap().message {
+        if let EngineMessage::Accepted(_) | EngineMessage::Rejected(_) =
+            client.receive().unwrap().message
+        {
             answered += 1;
         }
     }

@@ -175,7 +175,14 @@ impl Engine {
         }
         let node = NodeState::recover(config)?;
         let term = node.position.term + 1;
-        Self::launch(config, node, term, Arc::new(Metrics::default()), None, false)
+        Self::launch(
+            config,
+            node,
+            term,
+            Arc::new(Metrics::default()),
+            None,
+            false,
+        )
     }
 
     /// Starts a recovered (or promoted) node in `term`: journals the restart marker, opens the
@@ -211,7 +218,9 @@ impl Engine {
             config.replication.standby_ack,
             promoted,
         ));
-        replication.written.store(restart_sequence, Ordering::Release);
+        replication
+            .written
+            .store(restart_sequence, Ordering::Release);
         let _ = metrics.replication.set(Arc::clone(&replication));
         metrics.term.store(term, Ordering::Relaxed);
         metrics.role.store(1, Ordering::Relaxed);
@@ -632,7 +641,12 @@ fn replay(
         scratch.clear();
         core.apply(entry.timestamp_ns, &input, &mut scratch);
         feed.take(&scratch);
-        position.track(entry.sequence, entry.timestamp_ns, entry.kind, entry.payload);
+        position.track(
+            entry.sequence,
+            entry.timestamp_ns,
+            entry.kind,
+            entry.payload,
+        );
         recovered.replayed += 1;
         recovered.sequence = entry.sequence;
     }
@@ -693,7 +707,12 @@ pub fn replay_journal(
         scratch.clear();
         core.apply(entry.timestamp_ns, &input, &mut scratch);
         feed.take(&scratch);
-        position.track(entry.sequence, entry.timestamp_ns, entry.kind, entry.payload);
+        position.track(
+            entry.sequence,
+            entry.timestamp_ns,
+            entry.kind,
+            entry.payload,
+        );
         records += 1;
     }
     Ok(Replayed {
@@ -717,8 +736,7 @@ fn wait_for_addresses(config: &EngineConfig) {
             || std::net::TcpListener::bind(config.gateway.listen).is_ok();
         let feed = config.feed.as_ref().is_none_or(|feed| {
             (feed.retransmit.port() == 0 || std::net::UdpSocket::bind(feed.retransmit).is_ok())
-                && (feed.snapshot.port() == 0
-                    || std::net::TcpListener::bind(feed.snapshot).is_ok())
+                && (feed.snapshot.port() == 0 || std::net::TcpListener::bind(feed.snapshot).is_ok())
         });
         gateway && feed
     };
@@ -1325,9 +1343,10 @@ impl Gateway {
         .min(self.replication.release_bound());
         if self.replication.fenced.load(Ordering::Acquire) {
             // Nothing held by a fenced engine was acknowledged by its standby: it never goes out.
-            self.metrics
-                .replies_fenced
-                .fetch_add(self.held.iter().filter(|s| !s.last).count() as u64, Ordering::Relaxed);
+            self.metrics.replies_fenced.fetch_add(
+                self.held.iter().filter(|s| !s.last).count() as u64,
+                Ordering::Relaxed,
+            );
             self.held.retain(|slot| slot.last);
         }
         let mut touched = false;

@@ -123,7 +123,10 @@ fn answer(line: &str, metrics: &Metrics, admin: Option<&Admin>) -> (&'static str
         ("POST", "/admin/handover", Some(Admin::Primary { stop, replication })) => {
             replication.handover.store(true, Ordering::Release);
             stop.store(true, Ordering::Release);
-            ("200 OK", "handing over to the standby, then stopping\n".into())
+            (
+                "200 OK",
+                "handing over to the standby, then stopping\n".into(),
+            )
         }
         ("POST", "/admin/promote", Some(Admin::Standby { promote })) => {
             promote.store(true, Ordering::Release);

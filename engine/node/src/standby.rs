@@ -65,9 +65,7 @@ impl Standby {
             }
             None => None,
         };
-        let metrics_address = metrics_server
-            .as_ref()
-            .map(crate::metrics::Server::address);
+        let metrics_address = metrics_server.as_ref().map(crate::metrics::Server::address);
         let node = NodeState::recover(config)?;
         metrics.role.store(0, Ordering::Relaxed);
         metrics.term.store(node.position.term, Ordering::Relaxed);
@@ -397,9 +395,8 @@ impl Follower {
         drop(node);
         let dir = self.config.journal.dir.clone();
         let archive = archive_name(&dir);
-        std::fs::rename(&dir, &archive).with_context(|| {
-            format!("cannot move the diverged journal {} aside", dir.display())
-        })?;
+        std::fs::rename(&dir, &archive)
+            .with_context(|| format!("cannot move the diverged journal {} aside", dir.display()))?;
         eprintln!(
             "sequent-engine: standby: this journal ({held} records) diverged from the primary's at sequence {sequence}; moved to {} and starting again from the primary's history",
             archive.display()

@@ -165,7 +165,10 @@ impl Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sequent-engine"));
         command.arg("--config").arg(&self.config);
         if let Some(primary) = standby_of {
-            command.arg("--standby").arg("--primary").arg(primary.to_string());
+            command
+                .arg("--standby")
+                .arg("--primary")
+                .arg(primary.to_string());
         }
         let mut child = command
             .stdout(Stdio::piped())
@@ -441,11 +444,14 @@ fn kill_9_the_primary_under_load_again_and_again() {
     // Stop the standby, then the primary: its digest is its journal's.
     assert!(nodes[standby].terminate().success());
     let exit = nodes[primary].terminate();
-    assert!(exit.success(), "the last primary did not stop cleanly: {exit}");
+    assert!(
+        exit.success(),
+        "the last primary did not stop cleanly: {exit}"
+    );
     done.store(true, Ordering::Release);
     let subscriber = listener.join().unwrap();
-    let config = EngineConfig::parse(&std::fs::read_to_string(&nodes[primary].config).unwrap())
-        .unwrap();
+    let config =
+        EngineConfig::parse(&std::fs::read_to_string(&nodes[primary].config).unwrap()).unwrap();
     let replayed = replay_journal(&config, &nodes[primary].journal, None).unwrap();
     assert_eq!(replayed.term, KILLS as u64 + 1);
     let stats = &subscriber.core.stats;

@@ -127,7 +127,10 @@ fn a_standby_follows_then_takes_over_on_a_planned_hand_over() {
 
     // The planned hand-over: the primary stops, the standby takes over in the next term.
     let primary_term = primary.term();
-    primary.replication().handover.store(true, Ordering::Release);
+    primary
+        .replication()
+        .handover
+        .store(true, Ordering::Release);
     let (_, primary_digest) = primary.shutdown_with_digest().unwrap();
     let promoted = standby.wait().unwrap().expect("the standby took over");
     assert_eq!(promoted.term(), primary_term + 1);
@@ -236,7 +239,10 @@ fn a_replaced_primary_refuses_to_start_and_comes_back_as_a_standby() {
     assert!(http(admin, "POST /admin/promote").starts_with("HTTP/1.1 200"));
     let b = standby.wait().unwrap().expect("promoted");
     let status = http(admin, "GET /admin/status");
-    assert!(status.contains("role primary") && status.contains("term 2"), "{status}");
+    assert!(
+        status.contains("role primary") && status.contains("term 2"),
+        "{status}"
+    );
     client
         .new_limit(51, 1, "ABC", false, 100, 1)
         .expect("a still reads");
@@ -267,13 +273,17 @@ fn a_replaced_primary_refuses_to_start_and_comes_back_as_a_standby() {
         back.metrics().standby_applied.load(Ordering::Relaxed) >= written
     });
     let b_records = records(&dir.0.join("b"));
-    let diverged = a_records.len() > b_records.len()
-        || a_records[..] != b_records[..a_records.len()];
+    let diverged =
+        a_records.len() > b_records.len() || a_records[..] != b_records[..a_records.len()];
     eprintln!(
         "a held {} records, b {}: {}",
         a_records.len(),
         b_records.len(),
-        if diverged { "diverged" } else { "a prefix of b" }
+        if diverged {
+            "diverged"
+        } else {
+            "a prefix of b"
+        }
     );
     let archived = dir.0.join("a.diverged-1").exists();
     assert_eq!(

@@ -448,15 +448,12 @@ impl FrameReader {
     }
 
     /// The next frame, waiting at most the socket's read timeout for more bytes.
-    pub fn next(&mut self) -> io::Result<Received<'_>> {
+    pub fn next_frame(&mut self) -> io::Result<Received<'_>> {
         loop {
             let available = self.end - self.start;
             if available >= 4 {
-                let len = u32::from_le_bytes(
-                    self.buffer[self.start..self.start + 4]
-                        .try_into()
-                        .expect("4 bytes"),
-                ) as usize;
+                let b = &self.buffer[self.start..self.start + 4];
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
                 if len == 0 || len > FRAME_BODY_MAX {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -506,7 +503,7 @@ pub fn probe(address: SocketAddr, timeout: Duration) -> Option<(Role, u64, u64)>
     ToPrimary::Probe.encode(&mut out);
     stream.write_all(&out).ok()?;
     let mut reader = FrameReader::new(stream);
-    match reader.next().ok()? {
+    match reader.next_frame().ok()? {
         Received::Frame(body) => match ToStandby::decode(body).ok()? {
             ToStandby::Status {
                 role,
@@ -721,7 +718,7 @@ fn run_acceptor(
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut reader = FrameReader::new(stream);
-        let message = match reader.next() {
+        let message = match reader.next_frame() {
             Ok(Received::Frame(body)) => ToPrimary::decode(body).ok(),
             _ => None,
         };
@@ -1014,7 +1011,7 @@ fn stream_to(context: &SenderContext, mut reader: FrameReader, position: Positio
 fn read_acks(stream: TcpStream, shared: &Shared, waker: Option<&Arc<mio::Waker>>) {
     let mut reader = FrameReader::new(stream);
     loop {
-        let body = match reader.next() {
+        let body = match reader.next_frame() {
             Ok(Received::Frame(body)) => body,
             Ok(Received::Timeout) => continue,
             Ok(Received::Closed) | Err(_) => return,

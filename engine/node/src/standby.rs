@@ -250,7 +250,7 @@ impl Follower {
             if self.promote.load(Ordering::Acquire) {
                 return Ok(Ended::Takeover(Takeover::Admin));
             }
-            let body = match reader.next() {
+            let body = match reader.next_frame() {
                 Ok(Received::Frame(body)) => body,
                 Ok(Received::Timeout) => {
                     if welcomed

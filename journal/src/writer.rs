@@ -350,6 +350,7 @@ impl Writer {
             hint_unsynced: false,
             sealing: None,
             announced: active.index(),
+            round: Vec::with_capacity(16),
         };
         // Everything before this open is synced now, so the durable sequence starts true.
         housekeeper.sync_round(true)?;
@@ -702,6 +703,8 @@ struct Housekeeper {
     sealing: Option<(u64, Scanner)>,
     /// Segments up to this index have their header page and directory entry on disk.
     announced: u64,
+    /// The unsealed segments of the current round, reused: a sync round allocates nothing.
+    round: Vec<Arc<Segment>>,
 }
 
 impl Housekeeper {
@@ -776,11 +779,26 @@ impl Housekeeper {
         if !sync || written <= self.shared.durable.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let segments: Vec<Arc<Segment>> = lock(&self.shared.unsealed).iter().cloned().collect();
+        let mut segments = std::mem::take(&mut self.round);
+        segments.clear();
+        segments.extend(lock(&self.shared.unsealed).iter().cloned());
+        let result = self.sync_segments(&segments, written, index, offset);
+        segments.clear();
+        self.round = segments;
+        result
+    }
+
+    fn sync_segments(
+        &mut self,
+        segments: &[Arc<Segment>],
+        written: u64,
+        index: u64,
+        offset: u64,
+    ) -> Result<(), Error> {
         // A segment made from a spare has its header and name only in memory: put them on disk
         // before any of its records is called durable.
         let mut renamed = false;
-        for segment in &segments {
+        for segment in segments {
             if segment.index() > self.announced && segment.index() <= index {
                 segment.flush(0, 4096)?;
                 self.announced = segment.index();
@@ -790,7 +808,7 @@ impl Housekeeper {
         if renamed {
             crate::segment::sync_dir(&self.shared.dir)?;
         }
-        for segment in &segments {
+        for segment in segments {
             if segment.index() < self.synced_index || segment.index() > index {
                 continue;
             }

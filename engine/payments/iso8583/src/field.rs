@@ -59,7 +59,7 @@ pub struct FieldSpec {
     pub length: Length,
     /// Allowed bytes.
     pub charset: Charset,
-    /// Cardholder data: never shown in `Debug` (2 PAN, 35 track 2, 45 track 1).
+    /// Cardholder data: never shown in `Debug` (2 PAN, 35 track 2, 45 track 1, 55 EMV data).
     pub sensitive: bool,
 }
 
@@ -127,7 +127,8 @@ pub const FIELDS: &[FieldSpec] = &[
         N,
     ),
     spec(54, "additional amounts", LllVar(120), ANS),
-    spec(55, "ICC data (EMV TLV)", LllVar(255), B),
+    // EMV data can carry the PAN (tag 5A) and track 2 equivalent (tag 57): redacted too.
+    secret(55, "ICC data (EMV TLV)", LllVar(255), B),
     spec(70, "network management information code", Fixed(3), N),
     spec(90, "original data elements", Fixed(42), N),
 ];

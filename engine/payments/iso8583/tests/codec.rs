@@ -270,6 +270,7 @@ fn debug_never_shows_card_data() {
     assert!(!debug.contains("111111111"), "{debug}");
     assert!(debug.contains("411111******1111"), "{debug}");
     assert!(debug.contains("<34 bytes redacted>"), "{debug}");
+    assert!(debug.contains("55: <11 bytes redacted>"), "{debug}");
     assert_eq!(
         format!("{:?}", m.pan().unwrap()),
         "PanField(411111******1111)"

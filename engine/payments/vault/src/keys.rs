@@ -245,7 +245,12 @@ impl KeySet {
         };
         let tmp = path.with_extension("tmp");
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        // A fresh file, so the mode below applies (an old one could have kept wider permissions).
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;

@@ -47,7 +47,7 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use fpe::ff1::{FF1, FlexibleNumeralString};
 use rand_core::{CryptoRng, RngCore};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 pub use keys::{KEY_BYTES, Kek, KekState, KeyFileError, KeyMaterial, KeySet};
 pub use pan::{BIN_DIGITS, LAST_DIGITS, PAN_DIGITS_MAX, PAN_DIGITS_MIN, Pan, PanError, luhn_valid};
@@ -469,9 +469,12 @@ impl<R: RngCore + CryptoRng> Vault<R> {
             self.ff1.decrypt(&tweak, &numerals)
         }
         .expect("radix-10 numerals of 6..=9 digits are within FF1's limits");
+        // Both numeral strings hold PAN digits on one side or the other: wipe them.
+        let mut input: Vec<u16> = numerals.into();
+        input.zeroize();
         let mut values: Vec<u16> = out.into();
         let result = Zeroizing::new(values.iter().map(|&d| d as u8).collect());
-        values.iter_mut().for_each(|v| *v = 0);
+        values.zeroize();
         result
     }
 

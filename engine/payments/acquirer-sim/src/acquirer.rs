@@ -54,6 +54,8 @@ pub struct ClearingRow {
 pub struct Session {
     /// An 0800 sign-on was accepted and no sign-off since.
     pub signed_on: bool,
+    /// Business requests processed on this connection (for partial acknowledgement).
+    pub business_requests: u64,
 }
 
 /// What to do with one request.
@@ -203,7 +205,11 @@ impl Acquirer {
             && amount.is_some_and(|a| self.config.silent_amounts.contains(&a)))
             || (self.config.no_answer_rate > 0.0
                 && uniform(&mut self.rng) < self.config.no_answer_rate);
-        if silent {
+        let burst = u64::from(self.config.burst_size);
+        let unacknowledged =
+            burst > 0 && session.business_requests % burst >= u64::from(self.config.burst_answered);
+        session.business_requests += 1;
+        if silent || unacknowledged {
             self.stats.unanswered += 1;
             return Decision {
                 response: None,
@@ -415,7 +421,34 @@ mod tests {
     }
 
     fn signed_on() -> Session {
-        Session { signed_on: true }
+        Session {
+            signed_on: true,
+            business_requests: 0,
+        }
+    }
+
+    #[test]
+    fn partial_acknowledgement_answers_the_first_of_each_burst() {
+        let mut acquirer = Acquirer::new(SimConfig {
+            burst_size: 3,
+            burst_answered: 2,
+            ..SimConfig::default()
+        });
+        let mut session = signed_on();
+        let answered: Vec<bool> = (0..7)
+            .map(|i| {
+                acquirer
+                    .handle_request(&mut session, &request(&format!("{i:06}"), 10))
+                    .response
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(answered, [true, true, false, true, true, false, true]);
+        assert_eq!(
+            acquirer.rows().len(),
+            7,
+            "unacknowledged requests are still processed"
+        );
     }
 
     #[test]

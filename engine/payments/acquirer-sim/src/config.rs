@@ -11,7 +11,8 @@
 //! error_rate = 0.0               # share answered 96 (nothing recorded)
 //! no_answer_rate = 0.0           # share processed but never answered (the answer is "lost")
 //! silent_amounts = [1313]        # 0100/0200 amounts processed but never answered (a deterministic hook for tests)
-//! burst_answer_max = 0           # when > 0: of the requests read in one burst, only the first N are answered
+//! burst_size = 0                 # partial acknowledgement, when > 0: a connection's 0100/0200/0400s count
+//! burst_answered = 0             #   in bursts of burst_size, and only the first burst_answered of each are answered
 //! require_sign_on = true         # requests before an 0800 sign-on get 91
 //! business_date = "2026-11-24"   # date column of the clearing file (default: today, UTC)
 //!
@@ -90,9 +91,13 @@ pub struct SimConfig {
     pub no_answer_rate: f64,
     /// Amounts of 0100/0200 requests processed but never answered (their reversals are answered).
     pub silent_amounts: Vec<u64>,
-    /// 0: answer every request; N: answer only the first N requests of each burst (the requests
-    /// decoded from one read of the socket).
-    pub burst_answer_max: usize,
+    /// Partial acknowledgement: when > 0, a connection's business requests (0100, 0200, 0400;
+    /// not 0800) are counted in bursts of this many, and only the first `burst_answered` of each
+    /// burst are answered; the rest are processed and their answers lost. Counted, not timed, so
+    /// a test knows which ones go unanswered.
+    pub burst_size: u32,
+    /// Answered requests per burst (below `burst_size`).
+    pub burst_answered: u32,
     /// Refuse (91) requests on a connection that has not signed on.
     pub require_sign_on: bool,
     /// Date column of the clearing file, `YYYY-MM-DD`; `None`: today (UTC) at start-up.
@@ -116,7 +121,8 @@ impl Default for SimConfig {
             error_rate: 0.0,
             no_answer_rate: 0.0,
             silent_amounts: Vec::new(),
-            burst_answer_max: 0,
+            burst_size: 0,
+            burst_answered: 0,
             require_sign_on: true,
             business_date: None,
             outage: Vec::new(),
@@ -175,6 +181,12 @@ impl SimConfig {
             return Err(ConfigError::Value {
                 key: "decline_bins",
                 what: "each range is [from, to] with from <= to <= 999999",
+            });
+        }
+        if self.burst_size > 0 && self.burst_answered >= self.burst_size {
+            return Err(ConfigError::Value {
+                key: "burst_answered",
+                what: "must be below burst_size",
             });
         }
         if self.outage.iter().any(|o| o.from_ms >= o.to_ms) {

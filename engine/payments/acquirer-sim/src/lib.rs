@@ -6,7 +6,8 @@
 //! It speaks the framed ISO 8583 of `docs/iso8583.md` (through `sequent-iso8583`): 0800 sign-on,
 //! echo and sign-off; 0100 and 0200 by configurable rules (decline by BIN range → 05, over a
 //! limit → 51, partial approval over an amount → 10 with field 54, a seeded share of 96, a seeded
-//! share processed but never answered, amounts that are never answered); 0400 reversals of what
+//! share processed but never answered, amounts that are never answered, partial acknowledgement —
+//! only the first N of each burst of M requests answered); 0400 reversals of what
 //! it approved (by RRN and field 90's STAN; unknown → 25). A retransmitted request (same MTI, STAN
 //! and RRN) gets the first answer again, never a second authorisation. Outages are scheduled
 //! (refuse connections, or drop requests silently, between times after start) or switched at run

@@ -186,8 +186,6 @@ fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
         };
         deframer.handle_bytes(&chunk[..n]);
         let dropping = shared.outage_now() == Some(OutageMode::Drop);
-        // The requests decoded from this read are one burst.
-        let mut in_burst = 0usize;
         while let Some(frame) = deframer.poll_message() {
             let request = match frame {
                 Ok(request) => request,
@@ -201,15 +199,10 @@ fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
             if dropping {
                 continue;
             }
-            in_burst += 1;
             let decision = lock(&shared.acquirer).handle_request(&mut session, &request);
-            let burst_max = lock(&shared.acquirer).config().burst_answer_max;
             let Some(response) = decision.response else {
                 continue;
             };
-            if burst_max > 0 && in_burst > burst_max {
-                continue;
-            }
             if decision.delay_ms > 0 {
                 thread::sleep(Duration::from_millis(decision.delay_ms));
             }

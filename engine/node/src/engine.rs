@@ -89,6 +89,21 @@ pub struct Metrics {
     pub divergences: AtomicU64,
     /// The primary's replication state, once it serves.
     pub replication: std::sync::OnceLock<Arc<crate::replication::Shared>>,
+    /// Sequencer stamp → appended to the journal.
+    pub latency_journal: crate::metrics::StageLatency,
+    /// Sequencer stamp → applied by the core.
+    pub latency_core: crate::metrics::StageLatency,
+    /// Sequencer stamp → reply released to its connection (after the durability and standby
+    /// holds).
+    pub latency_release: crate::metrics::StageLatency,
+    /// Inputs waiting in the input ring, seen by the gateway (and the most seen).
+    pub input_ring_fill: AtomicU64,
+    /// The most inputs ever waiting in the input ring.
+    pub input_ring_fill_max: AtomicU64,
+    /// Outputs waiting in the output ring, seen by the core (and the most seen).
+    pub output_ring_fill: AtomicU64,
+    /// The most outputs ever waiting in the output ring.
+    pub output_ring_fill_max: AtomicU64,
 }
 
 /// A slot of the input ring.
@@ -116,6 +131,8 @@ impl Default for InputSlot {
 #[derive(Debug, Clone, Copy)]
 struct OutputSlot {
     input_sequence: u64,
+    /// The sequencer's timestamp of the input that caused it.
+    input_ts: u64,
     output: Output,
     last: bool,
 }
@@ -124,6 +141,7 @@ impl Default for OutputSlot {
     fn default() -> Self {
         Self {
             input_sequence: 0,
+            input_ts: 0,
             output: Output::Disconnect { connection: 0 },
             last: false,
         }
@@ -791,6 +809,9 @@ impl EventHandler<InputSlot> for JournalStage {
         self.metrics
             .journal_written
             .store(appended, Ordering::Relaxed);
+        self.metrics
+            .latency_journal
+            .record(now_ns().saturating_sub(slot.ts));
         if end_of_batch {
             // Wakes the replication sender (one atomic swap when it is not parked).
             self.replication.appended(appended);
@@ -823,7 +844,7 @@ struct CoreStage {
 }
 
 impl EventHandler<InputSlot> for CoreStage {
-    fn on_event(&mut self, slot: &InputSlot, _sequence: i64, _end_of_batch: bool) {
+    fn on_event(&mut self, slot: &InputSlot, _sequence: i64, end_of_batch: bool) {
         let Some(out) = self.out.as_mut() else {
             return;
         };
@@ -836,6 +857,9 @@ impl EventHandler<InputSlot> for CoreStage {
         }
         self.scratch.clear();
         self.core.apply(slot.ts, &slot.input, &mut self.scratch);
+        self.metrics
+            .latency_core
+            .record(now_ns().saturating_sub(slot.ts));
         if slot.journal_sequence % self.digest_every == 0 {
             // A checkpoint the standby compares with its own (docs/replication.md).
             self.replication
@@ -845,6 +869,7 @@ impl EventHandler<InputSlot> for CoreStage {
             // Blocks while the gateway is behind: backpressure, never loss.
             let _ = out.publish(|o| {
                 o.input_sequence = slot.journal_sequence;
+                o.input_ts = slot.ts;
                 o.output = *output;
                 o.last = false;
             });
@@ -861,6 +886,15 @@ impl EventHandler<InputSlot> for CoreStage {
             .store(counters.session_rejects, Ordering::Relaxed);
         for (gauge, value) in self.metrics.rejects.iter().zip(counters.rejects) {
             gauge.store(value, Ordering::Relaxed);
+        }
+        if end_of_batch {
+            if let Some(out) = self.out.as_ref() {
+                let fill = (out.capacity() - out.free_slots()) as u64;
+                self.metrics.output_ring_fill.store(fill, Ordering::Relaxed);
+                self.metrics
+                    .output_ring_fill_max
+                    .fetch_max(fill, Ordering::Relaxed);
+            }
         }
     }
 
@@ -1126,6 +1160,13 @@ impl Gateway {
         }
         self.next_sequence += 1;
         self.metrics.inputs.fetch_add(1, Ordering::Relaxed);
+        if let Some(producer) = self.input.as_ref() {
+            let fill = (producer.capacity() - producer.free_slots()) as u64;
+            self.metrics.input_ring_fill.store(fill, Ordering::Relaxed);
+            self.metrics
+                .input_ring_fill_max
+                .fetch_max(fill, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -1365,6 +1406,9 @@ impl Gateway {
                     Some(index) => {
                         self.send(index, sequence, &message);
                         self.metrics.replies.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .latency_release
+                            .record(now_ns().saturating_sub(slot.input_ts));
                     }
                     None => {
                         self.metrics.replies_dropped.fetch_add(1, Ordering::Relaxed);

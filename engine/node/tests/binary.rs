@@ -219,6 +219,24 @@ fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains("sequent_inputs_total "), "{text}");
     assert!(text.contains("sequent_journal_durable_lag "), "{text}");
+    // Every reply released went through the stage histograms.
+    for stage in ["journal", "core", "release"] {
+        let count: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "sequent_stage_latency_seconds_count{{stage=\"{stage}\"}} "
+                ))
+            })
+            .unwrap_or_else(|| panic!("no {stage} latency in {text}"))
+            .parse()
+            .unwrap();
+        assert!(
+            count >= u64::from(ORDERS).saturating_sub(u64::from(next)),
+            "{stage}: {count}"
+        );
+    }
+    assert!(text.contains("sequent_input_ring_fill_max "), "{text}");
 
     // SIGTERM: a clean stop, exit 0.
     let mut engine = engine;

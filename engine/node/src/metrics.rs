@@ -461,3 +461,37 @@ mod tests {
         assert!(out.contains("sequent_stage_latency_seconds_count{stage=\"core\"} 7"));
     }
 }
+
+#[cfg(test)]
+mod dashboard {
+    /// docs/grafana/sequent-engine.json queries only metrics the engine renders: a renamed metric
+    /// cannot leave the dashboard silently empty.
+    #[test]
+    fn the_grafana_dashboard_queries_only_rendered_metrics() {
+        let dashboard = include_str!("../../../docs/grafana/sequent-engine.json");
+        let rendered = super::render(&crate::engine::Metrics::default());
+        let mut names: Vec<&str> = Vec::new();
+        let mut rest = dashboard;
+        while let Some(at) = rest.find("sequent_") {
+            let name: &str = rest[at..]
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("");
+            names.push(name);
+            rest = &rest[at + name.len()..];
+        }
+        assert!(
+            names.len() > 20,
+            "the dashboard names too few metrics: {names:?}"
+        );
+        for name in names {
+            assert!(
+                rendered.lines().any(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|tail| tail.starts_with(' ') || tail.starts_with('{'))
+                }),
+                "the dashboard queries {name}, which the engine does not render"
+            );
+        }
+    }
+}

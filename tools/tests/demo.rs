@@ -30,6 +30,10 @@ fn the_demo_runs_and_checks_itself() {
     assert!(stdout.contains("checks: every handler saw"), "{stdout}");
     assert!(stdout.contains("acknowledged"), "{stdout}");
     assert!(
+        stdout.contains("book digest") && stdout.contains("equal to the engine's"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("verifies (checksums, chain, seals)"),
         "{stdout}"
     );

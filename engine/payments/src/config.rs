@@ -62,8 +62,8 @@ pub struct Config {
     pub breaker_failures: u32,
     /// How long an open breaker stays open before one probe is let through (half-open).
     pub breaker_open: Nanos,
-    /// Outcomes remembered per acquirer for its approval rate (≤ 128).
-    pub approval_window: u32,
+    /// How far back outcomes count toward an acquirer's approval rate.
+    pub approval_window: Nanos,
     /// Routing score = approval per mille × this − cost bps × `route_cost_weight`.
     pub route_approval_weight: i64,
     pub route_cost_weight: i64,
@@ -130,7 +130,7 @@ impl Config {
             attempts_max: 3,
             breaker_failures: 3,
             breaker_open: Nanos(30 * SEC),
-            approval_window: 100,
+            approval_window: Nanos(300 * SEC),
             route_approval_weight: 10,
             route_cost_weight: 1,
             three_ds_ares_timeout: Nanos(10 * SEC),
@@ -163,7 +163,10 @@ impl Config {
     /// Panics on a configuration the engine cannot run safely with (checked at start-up).
     pub fn validate(&self) {
         assert!(self.attempts_max >= 1, "attempts_max must be at least 1");
-        assert!(self.approval_window >= 1 && self.approval_window <= 128);
+        assert!(
+            self.approval_window.0 > 0,
+            "approval_window must be positive"
+        );
         assert!(self.auth_timeout.0 > 0, "auth_timeout must be positive");
         // A hold must outlive every authorisation attempt, or it could expire while the payment
         // is still being authorised.

@@ -1024,7 +1024,8 @@ impl Payments {
             pending_id: hold,
             user_data: u128::from(p.id.0),
             ledger: u32::from(p.request.currency),
-            code: u16::from(kind::HOLD_VOID),
+            // Referencing transfers take the code from the hold.
+            code: 0,
             flags: TransferFlags::VOID_PENDING,
             ..Transfer::default()
         };
@@ -1245,7 +1246,8 @@ impl Payments {
                 pending_id: old,
                 user_data: u128::from(p.id.0),
                 ledger: u32::from(r.currency),
-                code: u16::from(kind::HOLD_VOID),
+                // Referencing transfers take the code from the hold.
+                code: 0,
                 flags: TransferFlags::VOID_PENDING.with(TransferFlags::LINKED),
                 ..Transfer::default()
             },
@@ -1380,7 +1382,7 @@ impl Payments {
             amount: u128::from(amount),
             user_data: u128::from(id.0),
             ledger: u32::from(p.request.currency),
-            code: u16::from(kind::CAPTURE),
+            code: 0,
             flags: TransferFlags::POST_PENDING,
             ..Transfer::default()
         };
@@ -1802,7 +1804,7 @@ impl Payments {
             pending_id: hold,
             user_data: u128::from(id.0),
             ledger: u32::from(cur),
-            code: u16::from(kind),
+            code: 0,
             flags,
             ..Transfer::default()
         };

@@ -3,12 +3,15 @@
 //! Eligible acquirers take the card's BIN and the currency, were not tried for this payment yet,
 //! have room in flight (back-pressure: `in_flight_max`) and a breaker that lets traffic through.
 //! Among them the highest score wins, `approval‰ × route_approval_weight − cost_bps ×
-//! route_cost_weight` (integers), ties to the lower acquirer id.
+//! route_cost_weight` (integers), ties to the lower acquirer id. The approval rate counts the
+//! outcomes of the last `approval_window` of sequenced time (at most 128 of them).
 //!
 //! Breaker (on sequenced time): `Closed` counts consecutive failures (errors and timeouts);
 //! `breaker_failures` of them open it until `now + breaker_open`. When that time has come, the
 //! next authorisation routed there is the single probe (`HalfOpen`): an answer (approved or
 //! declined) closes the breaker, a failure opens it again.
+
+use std::collections::VecDeque;
 
 use crate::config::{AcquirerConfig, Config};
 use crate::screen::bin8;
@@ -21,10 +24,14 @@ pub enum Breaker {
     HalfOpen,
 }
 
-/// Approval outcomes remembered before the first real ones: a prior of this many samples at
-/// `PRIOR_PERMILLE`, so a fresh acquirer is neither shunned nor preferred blindly.
+/// The approval rate starts from a prior of this many samples at `PRIOR_PERMILLE`. The prior is
+/// optimistic on purpose: an acquirer whose bad samples have aged out of the window (after an
+/// outage) scores as good as new and gets traffic again, which is how it earns a real rate back;
+/// a pessimistic prior would starve it forever behind the acquirer that served meanwhile.
 const PRIOR_SAMPLES: u64 = 8;
-const PRIOR_PERMILLE: u64 = 900;
+const PRIOR_PERMILLE: u64 = 1000;
+/// Most outcomes remembered per acquirer.
+pub const APPROVAL_SAMPLES_MAX: usize = 128;
 
 #[derive(Clone)]
 pub struct AcquirerState {
@@ -32,35 +39,35 @@ pub struct AcquirerState {
     pub breaker: Breaker,
     /// Authorisations sent and not yet answered or timed out.
     pub in_flight: u32,
-    /// The last `samples` outcomes, newest in bit 0: 1 approved, 0 declined or failed.
-    outcomes: u128,
-    samples: u32,
+    /// The last outcomes (at most `APPROVAL_SAMPLES_MAX`), oldest first: when, and whether
+    /// approved (declines, errors and timeouts are not).
+    outcomes: VecDeque<(Nanos, bool)>,
 }
 
-/// The outcome bits print as the approval rate: a raw `u128` could read as a long number.
+/// Outcomes print as a count: their raw nanosecond timestamps would read as long numbers.
 impl std::fmt::Debug for AcquirerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AcquirerState")
             .field("id", &self.config.id)
             .field("breaker", &self.breaker)
             .field("in_flight", &self.in_flight)
-            .field("approval_permille", &self.approval_permille(128))
-            .field("samples", &self.samples)
+            .field("samples", &self.outcomes.len())
             .finish()
     }
 }
 
 impl AcquirerState {
-    /// Approval rate per mille over the window, with the prior.
-    pub fn approval_permille(&self, window: u32) -> u64 {
-        let n = self.samples.min(window);
-        let mask = if n == 128 {
-            u128::MAX
-        } else {
-            (1u128 << n) - 1
-        };
-        let approved = u64::from((self.outcomes & mask).count_ones());
-        (approved * 1000 + PRIOR_SAMPLES * PRIOR_PERMILLE) / (u64::from(n) + PRIOR_SAMPLES)
+    /// Approval rate per mille over the outcomes younger than `window` at `now`, with the prior.
+    pub fn approval_permille(&self, window: Nanos, now: Nanos) -> u64 {
+        let (mut n, mut approved) = (0u64, 0u64);
+        for &(at, ok) in self.outcomes.iter().rev() {
+            if at.0.saturating_add(window.0) <= now.0 {
+                break;
+            }
+            n += 1;
+            approved += u64::from(ok);
+        }
+        (approved * 1000 + PRIOR_SAMPLES * PRIOR_PERMILLE) / (n + PRIOR_SAMPLES)
     }
 
     fn takes(&self, bin: Bin, currency: u16) -> bool {
@@ -99,8 +106,7 @@ impl Router {
                 config: a.clone(),
                 breaker: Breaker::Closed { failures: 0 },
                 in_flight: 0,
-                outcomes: 0,
-                samples: 0,
+                outcomes: VecDeque::with_capacity(APPROVAL_SAMPLES_MAX),
             })
             .collect();
         acquirers.sort_by_key(|a| a.config.id);
@@ -133,7 +139,7 @@ impl Router {
             {
                 continue;
             }
-            let score = a.approval_permille(config.approval_window) as i64
+            let score = a.approval_permille(config.approval_window, now) as i64
                 * config.route_approval_weight
                 - i64::from(a.config.cost_bps) * config.route_cost_weight;
             // Acquirers are in id order: strictly greater keeps the lower id on a tie.
@@ -167,8 +173,10 @@ impl Router {
         let a = self.get_mut(id).expect("attempt on a configured acquirer");
         assert!(a.in_flight > 0, "outcome without an attempt in flight");
         a.in_flight -= 1;
-        a.outcomes = (a.outcomes << 1) | u128::from(approved);
-        a.samples = (a.samples + 1).min(128);
+        if a.outcomes.len() == APPROVAL_SAMPLES_MAX {
+            a.outcomes.pop_front();
+        }
+        a.outcomes.push_back((now, approved));
         a.breaker = match (a.breaker, answered) {
             (_, true) => Breaker::Closed { failures: 0 },
             (Breaker::Closed { failures }, false) if failures + 1 < config.breaker_failures => {
@@ -200,8 +208,11 @@ impl Router {
                 Breaker::HalfOpen => h.u8(2),
             }
             h.u64(u64::from(a.in_flight));
-            h.u128(a.outcomes);
-            h.u64(u64::from(a.samples));
+            h.u64(a.outcomes.len() as u64);
+            for &(at, ok) in &a.outcomes {
+                h.u64(at.0);
+                h.u8(u8::from(ok));
+            }
         }
     }
 }
@@ -261,7 +272,12 @@ mod tests {
             r.on_send(a, Nanos(0));
             r.on_outcome(&config, a, true, false, Nanos(0));
         }
-        assert!(r.get(a).unwrap().approval_permille(100) < 200);
+        assert!(
+            r.get(a)
+                .unwrap()
+                .approval_permille(config.approval_window, Nanos(0))
+                < 200
+        );
         assert_eq!(
             r.choose(&config, Bin(41_234_567), 978, |_| false, Nanos(0)),
             Some(AcquirerId(2))

@@ -594,9 +594,9 @@ impl Payments {
             self.last_seq
         );
         self.last_seq = seq;
+        self.fire_deadlines(Nanos(ts_ns), out);
         self.now = Nanos(self.now.0.max(ts_ns));
         self.ledger.handle_tick(self.now.0);
-        self.fire_deadlines(out);
         match input {
             Input::CreatePayment(c) => {
                 if self.replayed(c.merchant, c.key, &c.body_hash, out) {
@@ -789,13 +789,20 @@ impl Payments {
         out.push(Output::ArmTimer { at });
     }
 
-    fn fire_deadlines(&mut self, out: &mut Vec<Output>) {
+    /// Fires every deadline due by `until`, each at its own time: the engine's clock and the
+    /// ledger's step to the deadline first. A long gap between inputs therefore plays out as it
+    /// would have with a tick at every deadline (a retry sent at a timeout can itself time out
+    /// within the gap, and an attempt times out before a later hold expiry), and replay sees the
+    /// same sequence whatever the spacing of ticks.
+    fn fire_deadlines(&mut self, until: Nanos, out: &mut Vec<Output>) {
         while let Some(&first) = self.deadlines.first() {
             let (at, kind, id, attempt) = first;
-            if at > self.now {
+            if at > until {
                 break;
             }
             self.deadlines.remove(&first);
+            self.now = Nanos(self.now.0.max(at.0));
+            self.ledger.handle_tick(self.now.0);
             let i = (id.0 - 1) as usize;
             match kind {
                 DEADLINE_AUTH => {

@@ -394,17 +394,18 @@ fn screen_and_limit_reasons_in_precedence_order() {
     // A minute later the window has moved.
     c.key = IdemKey(6);
     assert_eq!(reason(&h.step(60 * SEC, Input::CreatePayment(c))), None);
-    // Daily limits: card 9 has 100 reserved, then 400_000; 200_000 more breaks its 600_000.
+    // Daily limits. The 100 was never answered: its attempts timed out within the minute and
+    // the reservation came back. Card 9 takes 400_000; 200_001 more breaks its 600_000.
     let mut d = create(2, 7, 400_000, 9);
     d.token = c.token;
     assert_eq!(reason(&h.step(60 * SEC, Input::CreatePayment(d))), None);
     d.key = IdemKey(8);
-    d.amount = 200_000;
+    d.amount = 200_001;
     assert_eq!(
         reason(&h.step(SEC, Input::CreatePayment(d))),
         Some(Reason::CardDailyLimit)
     );
-    // The merchant has 400_100 of its 2_000_000: three of 500_000 fit, a fourth does not.
+    // The merchant has 400_000 of its 2_000_000: three of 500_000 fit, a fourth does not.
     let big = create(2, 8, 500_000, 10);
     for k in 0..3 {
         let mut b = big;

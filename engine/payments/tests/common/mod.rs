@@ -93,6 +93,9 @@ pub struct Harness {
     pub first_reply: BTreeMap<(MerchantId, IdemKey), Reply>,
     /// Scan the whole state's Debug for PAN shapes every this many steps (0 never).
     pub scan_state_every: u64,
+    /// Scan inputs and outputs for PAN shapes (off only for arbitrary garbage inputs, whose
+    /// random 64-bit fields can spell anything).
+    pub scan_io: bool,
 }
 
 impl Harness {
@@ -108,6 +111,7 @@ impl Harness {
             reverse_at: BTreeMap::new(),
             first_reply: BTreeMap::new(),
             scan_state_every: 1,
+            scan_io: true,
         }
     }
 
@@ -121,8 +125,10 @@ impl Harness {
             Ok(&input),
             "input round trip"
         );
-        assert_no_pan(&bytes, "an encoded input");
-        assert_no_pan(format!("{input:?}").as_bytes(), "an input's Debug");
+        if self.scan_io {
+            assert_no_pan(&bytes, "an encoded input");
+            assert_no_pan(format!("{input:?}").as_bytes(), "an input's Debug");
+        }
         self.log.push((self.seq, self.ts, bytes));
         let mut out = Vec::new();
         self.p.handle(self.seq, self.ts, &input, &mut out);
@@ -132,8 +138,10 @@ impl Harness {
         for o in &out {
             let b = o.to_bytes();
             assert_eq!(Output::decode(&b).as_ref(), Ok(o), "output round trip");
-            assert_no_pan(&b, "an encoded output");
-            assert_no_pan(format!("{o:?}").as_bytes(), "an output's Debug");
+            if self.scan_io {
+                assert_no_pan(&b, "an encoded output");
+                assert_no_pan(format!("{o:?}").as_bytes(), "an output's Debug");
+            }
             let at = self.outputs.len();
             match o {
                 Output::ToAcquirer {

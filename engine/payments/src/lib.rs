@@ -490,7 +490,10 @@ impl Payments {
                         .iter()
                         .filter(|a| a.state == AttemptState::Pending)
                         .count();
-                    if pending_attempts != 1 || !pending {
+                    if pending_attempts != 1
+                        || !pending
+                        || hold.map(|t| t.amount) != Some(u128::from(p.request.amount))
+                    {
                         return Err(format!(
                             "{id:?}: authorising without one attempt and a hold"
                         ));
@@ -567,6 +570,28 @@ impl Payments {
                     "ledger {c}: pending debits {dp} != pending credits {cp}"
                 ));
             }
+        }
+        // Σ open holds = Σ (authorised, not captured or released) + Σ (being authorised).
+        let held: u128 = self
+            .ledger
+            .transfers()
+            .iter()
+            .filter(|t| t.code == u16::from(kind::HOLD) && t.state == PendingState::Pending)
+            .map(|t| t.amount)
+            .sum();
+        let owed: u128 = self
+            .payments
+            .iter()
+            .map(|p| match p.status {
+                Status::Authorised => u128::from(p.authorised),
+                Status::Authorising => u128::from(p.request.amount),
+                _ => 0,
+            })
+            .sum();
+        if held != owed {
+            return Err(format!(
+                "open holds {held} != authorised or authorising {owed}"
+            ));
         }
         for t in self.ledger.transfers() {
             if t.state == PendingState::Pending

@@ -285,6 +285,32 @@ mod tests {
     }
 
     #[test]
+    fn bin_ranges_and_currencies_decide_eligibility() {
+        let mut config = Config::example();
+        // Acquirer 2 takes only 4-series cards, and is the cheaper one now.
+        config.acquirers[1].bin_ranges = vec![(40_000_000, 49_999_999)];
+        config.acquirers[1].cost_bps = 50;
+        let r = Router::new(&config);
+        let pick = |bin, currency| r.choose(&config, Bin(bin), currency, |_| false, Nanos(0));
+        assert_eq!(
+            pick(412_345, 978),
+            Some(AcquirerId(2)),
+            "a 6-digit BIN is scaled to 8"
+        );
+        assert_eq!(
+            pick(51_234_567, 978),
+            Some(AcquirerId(1)),
+            "outside acquirer 2's range"
+        );
+        assert_eq!(
+            pick(41_234_567, 840),
+            Some(AcquirerId(1)),
+            "acquirer 2 takes no USD"
+        );
+        assert_eq!(pick(41_234_567, 826), None, "nobody takes GBP");
+    }
+
+    #[test]
     fn in_flight_cap_is_back_pressure() {
         let mut config = Config::example();
         config.acquirers.truncate(1);

@@ -1,5 +1,6 @@
 //! Randomised tests, seeded and reproducible: set `PAYMENTS_SEED` (a u64) to rerun a failure; the
-//! seed in use is printed when a case fails.
+//! seed in use is printed when a case fails. `PAYMENTS_CASES` sets how many random runs the
+//! invariant test makes (48 by default).
 //!
 //! - Random sequences of creates, captures, voids, refunds, replays, acquirer answers (approve,
 //!   partial, decline, error), timeouts, late answers, outages, 3DS answers, clearing files,
@@ -542,7 +543,12 @@ fn check(result: Result<(), proptest::test_runner::TestError<impl std::fmt::Debu
 
 #[test]
 fn invariants_hold_and_runs_are_deterministic() {
-    let (mut runner, seed) = runner(48, 0);
+    // `PAYMENTS_CASES` (and a longer soak) for more than the CI default.
+    let cases = std::env::var("PAYMENTS_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(48);
+    let (mut runner, seed) = runner(cases, 0);
     let result = runner.run(&proptest::collection::vec(op(), 1..160), |ops| {
         let a = run_ops(&ops);
         let b = run_ops(&ops);

@@ -522,6 +522,13 @@ fn acquirer_down_for_ten_minutes() {
             let out = reply(&mut h, (acq, id, attempt), approve(amount));
             queue.extend(to_acquirer(&out));
         }
+        if s == 300 {
+            let b = h.p.router().get(AcquirerId(1)).unwrap().breaker;
+            assert!(
+                !matches!(b, routing::Breaker::Closed { .. }),
+                "the breaker opened: {b:?}"
+            );
+        }
         if s == 700 {
             // After the outage, acquirer 1 flushes approvals for some requests it sat on.
             for &(acq, id, attempt) in unanswered.iter().take(5) {

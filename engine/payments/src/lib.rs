@@ -677,6 +677,7 @@ impl Payments {
                     None => Reply::Rejected {
                         payment_id: PaymentId(0),
                         reason: Reason::PaymentNotFound,
+                        retry_at: Nanos(0),
                     },
                 };
                 out.push(Output::Reply {
@@ -858,6 +859,7 @@ impl Payments {
         let rejected = |reason| Reply::Rejected {
             payment_id: PaymentId(0),
             reason,
+            retry_at: Nanos(0),
         };
         if self.payments.len() >= self.config.payments_max as usize {
             return rejected(Reason::CapacityExceeded);
@@ -898,6 +900,7 @@ impl Payments {
             Reply::Rejected {
                 payment_id: id,
                 reason,
+                retry_at: Nanos(0),
             }
         };
         if let Some(reason) = self.screen.check(&self.config, &merchant, c, self.now) {
@@ -939,9 +942,17 @@ impl Payments {
             Ok(()) => Reply::Ok(self.payments[i].view()),
             Err(reason) => {
                 self.end_unauthorised(i, Status::Rejected, Some(reason), None, false, out);
+                let retry_at = if reason == Reason::NoRouteAvailable {
+                    self.router
+                        .retry_at(&self.config, c.bin, c.currency, self.now)
+                        .unwrap_or(Nanos(0))
+                } else {
+                    Nanos(0)
+                };
                 Reply::Rejected {
                     payment_id: id,
                     reason,
+                    retry_at,
                 }
             }
         }
@@ -1391,11 +1402,13 @@ impl Payments {
         let rejected = |reason| Reply::Rejected {
             payment_id: id,
             reason,
+            retry_at: Nanos(0),
         };
         let Some(i) = self.owned(merchant, id) else {
             return Reply::Rejected {
                 payment_id: PaymentId(0),
                 reason: Reason::PaymentNotFound,
+                retry_at: Nanos(0),
             };
         };
         let p = &self.payments[i];
@@ -1452,12 +1465,14 @@ impl Payments {
             return Reply::Rejected {
                 payment_id: PaymentId(0),
                 reason: Reason::PaymentNotFound,
+                retry_at: Nanos(0),
             };
         };
         if self.payments[i].status != Status::Authorised {
             return Reply::Rejected {
                 payment_id: id,
                 reason: Reason::InvalidState,
+                retry_at: Nanos(0),
             };
         }
         let p = &mut self.payments[i];
@@ -1491,11 +1506,13 @@ impl Payments {
         let rejected = |reason| Reply::Rejected {
             payment_id: id,
             reason,
+            retry_at: Nanos(0),
         };
         let Some(i) = self.owned(merchant, id) else {
             return Reply::Rejected {
                 payment_id: PaymentId(0),
                 reason: Reason::PaymentNotFound,
+                retry_at: Nanos(0),
             };
         };
         let p = &self.payments[i];

@@ -150,6 +150,21 @@ impl Router {
         best.map(|(_, id)| id)
     }
 
+    /// When a card that found no route may find one: the earliest of the reopening times of
+    /// open breakers and, for acquirers that are busy (full, or probing), `now + auth_timeout`
+    /// (by then an attempt in flight has been answered or timed out). `None` when no acquirer
+    /// takes the card at all.
+    pub fn retry_at(&self, config: &Config, bin: Bin, currency: u16, now: Nanos) -> Option<Nanos> {
+        self.acquirers
+            .iter()
+            .filter(|a| a.takes(bin, currency))
+            .map(|a| match a.breaker {
+                Breaker::Open { until } if until > now => until,
+                _ => Nanos(now.0.saturating_add(config.auth_timeout.0)),
+            })
+            .min()
+    }
+
     /// An authorisation went out to `id` at `now`.
     pub fn on_send(&mut self, id: AcquirerId, now: Nanos) {
         let a = self.get_mut(id).expect("routed to a configured acquirer");

@@ -436,10 +436,13 @@ pub enum Reply {
     /// `Authenticating` or `Authorising`; the outcome follows as [`Output::PaymentUpdate`]).
     Ok(PaymentView),
     /// Refused; `payment_id` is that of the payment created (rejected payments are recorded) or
-    /// 0 when none was.
+    /// 0 when none was. `retry_at` is set (non-zero) only with `NoRouteAvailable`: the earliest
+    /// sequenced time a route may be open again (a breaker's reopening, or an in-flight slot
+    /// freeing by timeout at the latest): the merchant API's `Retry-After`.
     Rejected {
         payment_id: PaymentId,
         reason: Reason,
+        retry_at: Nanos,
     },
     /// The key was used before with a different body.
     Conflict,

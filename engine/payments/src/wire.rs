@@ -576,10 +576,15 @@ impl Output {
                         w.u8(1);
                         w.view(v);
                     }
-                    Reply::Rejected { payment_id, reason } => {
+                    Reply::Rejected {
+                        payment_id,
+                        reason,
+                        retry_at,
+                    } => {
                         w.u8(2);
                         w.u64(payment_id.0);
                         w.u8(*reason as u8);
+                        w.u64(retry_at.0);
                     }
                     Reply::Conflict => w.u8(3),
                     Reply::Status(v) => {
@@ -747,9 +752,13 @@ impl Output {
                     2 => {
                         let payment_id = PaymentId(r.u64()?);
                         let at = r.pos;
-                        match Reason::from_u8(r.u8()?) {
-                            Some(reason) => Reply::Rejected { payment_id, reason },
-                            None => return r.bad(at),
+                        let Some(reason) = Reason::from_u8(r.u8()?) else {
+                            return r.bad(at);
+                        };
+                        Reply::Rejected {
+                            payment_id,
+                            reason,
+                            retry_at: Nanos(r.u64()?),
                         }
                     }
                     3 => Reply::Conflict,

@@ -104,9 +104,10 @@ fn output_layouts_are_pinned() {
                 reply: Reply::Rejected {
                     payment_id: PaymentId(7),
                     reason: Reason::NoRouteAvailable,
+                    retry_at: Nanos(0),
                 },
             },
-            "01020000000900000000000000000000000000000002070000000000000028",
+            "010200000009000000000000000000000000000000020700000000000000280000000000000000",
         ),
         (
             Output::ToAcquirer {

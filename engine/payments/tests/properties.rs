@@ -830,6 +830,7 @@ fn output() -> impl Strategy<Value = Output> {
                 1 => Reply::Rejected {
                     payment_id: v.payment_id,
                     reason,
+                    retry_at: Nanos(v.amount),
                 },
                 2 => Reply::Conflict,
                 _ => Reply::Status(v),

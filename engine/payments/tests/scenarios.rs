@@ -139,7 +139,8 @@ fn capture_refund_settle_balances() {
         last_reply(&out),
         Reply::Rejected {
             payment_id: id,
-            reason: Reason::AmountExceedsRefundable
+            reason: Reason::AmountExceedsRefundable,
+            retry_at: Nanos(0),
         }
     );
 
@@ -218,7 +219,8 @@ fn partial_approval_holds_what_was_approved() {
         last_reply(&capture(&mut h, 2, id, 6_001)),
         Reply::Rejected {
             payment_id: id,
-            reason: Reason::AmountExceedsAuthorised
+            reason: Reason::AmountExceedsAuthorised,
+            retry_at: Nanos(0),
         }
     );
     assert!(
@@ -456,6 +458,14 @@ fn no_route_is_an_immediate_rejection() {
         ),
         "in-flight cap is back-pressure"
     );
+    let Reply::Rejected { retry_at, .. } = last_reply(&out) else {
+        unreachable!()
+    };
+    assert_eq!(
+        retry_at,
+        Nanos(h.ts + 10 * SEC),
+        "retry once an attempt in flight has timed out"
+    );
     assert!(to_acquirer(&out).is_empty());
     reply(&mut h, (AcquirerId(1), a, 1), AcquirerResult::Error);
     // Three consecutive failures open the breaker: every new payment is refused at once.
@@ -466,14 +476,19 @@ fn no_route_is_an_immediate_rejection() {
         h.p.router().get(AcquirerId(1)).unwrap().breaker,
         routing::Breaker::Open { .. }
     ));
+    let routing::Breaker::Open { until } = h.p.router().get(AcquirerId(1)).unwrap().breaker else {
+        unreachable!()
+    };
     let out = h.step(SEC, Input::CreatePayment(create(2, 5, 100, 5)));
-    assert!(matches!(
+    assert_eq!(
         last_reply(&out),
         Reply::Rejected {
+            payment_id: PaymentId(5),
             reason: Reason::NoRouteAvailable,
-            ..
-        }
-    ));
+            retry_at: until,
+        },
+        "retry when the breaker lets a probe through"
+    );
     let held =
         h.p.ledger()
             .transfers()
@@ -893,7 +908,8 @@ fn void_and_hold_expiry_release_the_hold() {
         last_reply(&out),
         Reply::Rejected {
             payment_id: id,
-            reason: Reason::InvalidState
+            reason: Reason::InvalidState,
+            retry_at: Nanos(0),
         }
     );
 }

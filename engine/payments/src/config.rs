@@ -69,8 +69,10 @@ pub struct Config {
     pub route_cost_weight: i64,
     pub three_ds_ares_timeout: Nanos,
     pub three_ds_challenge_timeout: Nanos,
-    /// Most payments the engine holds (and idempotency keys it remembers).
+    /// Most payments the engine holds (and four times as many idempotency keys).
     pub payments_max: u32,
+    /// How long a merchant's idempotency key is remembered (from its first use).
+    pub idempotency_window: Nanos,
 }
 
 impl Config {
@@ -136,6 +138,7 @@ impl Config {
             three_ds_ares_timeout: Nanos(10 * SEC),
             three_ds_challenge_timeout: Nanos(600 * SEC),
             payments_max: 1 << 16,
+            idempotency_window: Nanos(86_400 * SEC),
         }
     }
 

@@ -207,6 +207,9 @@ pub struct Payments {
     payments: Vec<Payment>,
     /// (merchant, key) → (body hash, first answer).
     idempotency: BTreeMap<(MerchantId, IdemKey), (BodyHash, Reply)>,
+    /// The same keys by the time they were first used: they are forgotten once
+    /// `idempotency_window` of sequenced time has passed.
+    idempotency_by_time: BTreeSet<(Nanos, MerchantId, IdemKey)>,
     /// (due, kind, payment, attempt): fired in this order once sequenced time reaches `due`.
     deadlines: BTreeSet<(Nanos, u8, PaymentId, u8)>,
     last_seq: u64,
@@ -299,6 +302,7 @@ impl Payments {
             limits: Limits::default(),
             payments: Vec::with_capacity(config.payments_max as usize),
             idempotency: BTreeMap::new(),
+            idempotency_by_time: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             last_seq: 0,
             now: Nanos(0),
@@ -447,6 +451,12 @@ impl Payments {
             }
             .to_bytes();
             h.bytes(&b);
+        }
+        h.u64(self.idempotency_by_time.len() as u64);
+        for &(at, m, k) in &self.idempotency_by_time {
+            h.u64(at.0);
+            h.u64(u64::from(m.0));
+            h.u128(k.0);
         }
         h.u64(self.deadlines.len() as u64);
         for &(at, k, p, a) in &self.deadlines {
@@ -622,6 +632,7 @@ impl Payments {
         self.fire_deadlines(Nanos(ts_ns), out);
         self.now = Nanos(self.now.0.max(ts_ns));
         self.ledger.handle_tick(self.now.0);
+        self.forget_old_keys();
         match input {
             Input::CreatePayment(c) => {
                 if self.replayed(c.merchant, c.key, &c.body_hash, out) {
@@ -758,6 +769,17 @@ impl Payments {
 
     // ------------------------------------------------------------------ idempotency
 
+    /// Forgets keys first used `idempotency_window` or longer ago.
+    fn forget_old_keys(&mut self) {
+        while let Some(&first) = self.idempotency_by_time.first() {
+            if first.0.0.saturating_add(self.config.idempotency_window.0) > self.now.0 {
+                break;
+            }
+            self.idempotency_by_time.remove(&first);
+            self.idempotency.remove(&(first.1, first.2));
+        }
+    }
+
     /// Replays the stored answer for a repeated key (or answers `Conflict`); false when new.
     fn replayed(
         &mut self,
@@ -794,6 +816,7 @@ impl Payments {
         // (only `CapacityExceeded` answers can reach this, as payments are bounded first).
         if self.idempotency.len() < 4 * self.config.payments_max as usize {
             self.idempotency.insert((merchant, key), (body, reply));
+            self.idempotency_by_time.insert((self.now, merchant, key));
         }
         out.push(Output::Reply {
             merchant,

@@ -181,6 +181,7 @@ fn capture_refund_settle_balances() {
 fn duplicate_requests_replay_the_first_answer() {
     let mut h = Harness::new(Config::example());
     let c = create(2, 77, 5_000, 3);
+    let c_first = c;
     let first = h.step(SEC, Input::CreatePayment(c));
     let again = h.step(SEC, Input::CreatePayment(c));
     assert_eq!(
@@ -205,6 +206,20 @@ fn duplicate_requests_replay_the_first_answer() {
     assert_eq!(h.p.payment(id).unwrap().captured, 5_000);
     let c = capture(&mut h, 78, id, 4_000);
     assert_eq!(last_reply(&c), Reply::Conflict);
+    // After the retention window (24 h of sequenced time) a key is new again.
+    let late = h.step(86_400 * SEC, Input::CreatePayment(c_first));
+    assert!(matches!(
+        last_reply(&late),
+        Reply::Rejected {
+            reason: Reason::CardVelocity,
+            ..
+        } | Reply::Ok(_)
+    ));
+    assert_eq!(
+        h.p.payments().len(),
+        2,
+        "a second payment for the expired key"
+    );
 }
 
 #[test]

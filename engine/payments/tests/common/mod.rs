@@ -89,8 +89,8 @@ pub struct Harness {
     /// Output index of each Authorise and each Reverse, per (payment, attempt).
     pub authorise_at: BTreeMap<(PaymentId, u8), usize>,
     pub reverse_at: BTreeMap<(PaymentId, u8), usize>,
-    /// First answer per (merchant, key).
-    pub first_reply: BTreeMap<(MerchantId, IdemKey), Reply>,
+    /// First answer per (merchant, key), and when it was given.
+    pub first_reply: BTreeMap<(MerchantId, IdemKey), (Reply, u64)>,
     /// Scan the whole state's Debug for PAN shapes every this many steps (0 never).
     pub scan_state_every: u64,
     /// Scan inputs and outputs for PAN shapes (off only for arbitrary garbage inputs, whose
@@ -175,8 +175,16 @@ impl Harness {
                     key,
                     reply,
                 } if key.0 != 0 && *reply != Reply::Conflict => {
-                    let first = self.first_reply.entry((*merchant, *key)).or_insert(*reply);
-                    assert_eq!(first, reply, "a repeated key answered differently");
+                    let window = self.config.idempotency_window.0;
+                    let first = self
+                        .first_reply
+                        .entry((*merchant, *key))
+                        .or_insert((*reply, self.ts));
+                    if first.1 + window <= self.ts {
+                        // The key was forgotten: this is a new first answer.
+                        *first = (*reply, self.ts);
+                    }
+                    assert_eq!(&first.0, reply, "a repeated key answered differently");
                 }
                 _ => {}
             }

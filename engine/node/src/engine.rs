@@ -282,7 +282,7 @@ impl Engine {
                     },
                 )
                 .context("cannot open the market-data sockets")?;
-                eprintln!("sequent-engine: feed: {path}");
+                tracing::info!("feed: {path}");
                 // The restart's own messages (the symbol directory) come first.
                 for output in &scratch {
                     if let Output::Market(message) = output {
@@ -568,7 +568,7 @@ impl NodeState {
                 )
             })?;
         if let Some(truncation) = &writer.open_report().truncated {
-            eprintln!("sequent-engine: journal: {truncation}");
+            tracing::info!("journal: {truncation}");
         }
         let mut feed = FeedState {
             messages: 0,
@@ -824,10 +824,10 @@ impl EventHandler<InputSlot> for JournalStage {
     fn on_shutdown(&mut self) {
         if let Some(mut writer) = self.writer.take() {
             if let Err(error) = writer.sync() {
-                eprintln!("sequent-engine: journal sync at shutdown failed: {error}");
+                tracing::warn!("journal sync at shutdown failed: {error}");
             }
             if let Err(error) = writer.close() {
-                eprintln!("sequent-engine: journal close failed: {error}");
+                tracing::warn!("journal close failed: {error}");
             }
         }
     }
@@ -1097,8 +1097,8 @@ impl Gateway {
                 break;
             }
             if std::time::Instant::now() > deadline {
-                eprintln!(
-                    "sequent-engine: shutdown: {} replies still held after 30 s, dropped",
+                tracing::info!(
+                    "shutdown: {} replies still held after 30 s, dropped",
                     self.held.len()
                 );
                 break;
@@ -1202,7 +1202,7 @@ impl Gateway {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    eprintln!("sequent-engine: accept failed: {error}");
+                    tracing::warn!("accept failed: {error}");
                     return Ok(());
                 }
             }

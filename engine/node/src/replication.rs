@@ -751,8 +751,8 @@ fn run_acceptor(
                 if let Some((reason, sequence)) = refusal {
                     ToStandby::Refuse { reason, sequence }.encode(&mut out);
                     let _ = reader.stream().write_all(&out);
-                    eprintln!(
-                        "sequent-engine: replication: refused a standby at {}: {reason:?} at sequence {sequence}",
+                    tracing::warn!(
+                        "replication: refused a standby at {}: {reason:?} at sequence {sequence}",
                         position.next_sequence
                     );
                     continue;
@@ -841,8 +841,8 @@ fn run_sender(context: &SenderContext, standbys: &mpsc::Receiver<(FrameReader, P
             && !shared.fenced.load(Ordering::Acquire)
         {
             shared.degraded.store(true, Ordering::Release);
-            eprintln!(
-                "sequent-engine: ALARM replication: no standby for {} ms, releasing replies without one",
+            tracing::error!(
+                "ALARM replication: no standby for {} ms, releasing replies without one",
                 config.degrade_after_ms
             );
             wake(context.waker.as_ref());
@@ -855,8 +855,8 @@ fn run_sender(context: &SenderContext, standbys: &mpsc::Receiver<(FrameReader, P
                 {
                     // Only a later term fences: the peer may be an old primary not yet fenced.
                     if term > shared.term && !shared.fenced.swap(true, Ordering::AcqRel) {
-                        eprintln!(
-                            "sequent-engine: FENCED: {peer} is primary in term {term} (ours {}); this engine stops serving",
+                        tracing::error!(
+                            "FENCED: {peer} is primary in term {term} (ours {}); this engine stops serving",
                             shared.term
                         );
                         wake(context.waker.as_ref());
@@ -882,7 +882,7 @@ fn stream_to(context: &SenderContext, mut reader: FrameReader, position: Positio
     let mut journal = match Reader::follow(&context.dir, first) {
         Ok(journal) => journal,
         Err(error) => {
-            eprintln!("sequent-engine: replication: cannot read the journal from {first}: {error}");
+            tracing::warn!("replication: cannot read the journal from {first}: {error}");
             return;
         }
     };
@@ -902,7 +902,7 @@ fn stream_to(context: &SenderContext, mut reader: FrameReader, position: Positio
     out.clear();
     shared.standby_acked.store(first - 1, Ordering::Release);
     shared.attached.store(true, Ordering::Release);
-    eprintln!("sequent-engine: replication: a standby attached at sequence {first}");
+    tracing::info!("replication: a standby attached at sequence {first}");
     // Acknowledgements arrive on their own thread.
     let gone = Arc::new(AtomicBool::new(false));
     let acks = {
@@ -946,7 +946,7 @@ fn stream_to(context: &SenderContext, mut reader: FrameReader, position: Positio
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    eprintln!("sequent-engine: replication: journal read failed: {error}");
+                    tracing::warn!("replication: journal read failed: {error}");
                     break 'stream;
                 }
             }
@@ -1005,7 +1005,7 @@ fn stream_to(context: &SenderContext, mut reader: FrameReader, position: Positio
     if let Ok(handle) = acks {
         let _ = handle.join();
     }
-    eprintln!("sequent-engine: replication: the standby detached");
+    tracing::info!("replication: the standby detached");
 }
 
 fn read_acks(stream: TcpStream, shared: &Shared, waker: Option<&Arc<mio::Waker>>) {
@@ -1024,9 +1024,7 @@ fn read_acks(stream: TcpStream, shared: &Shared, waker: Option<&Arc<mio::Waker>>
                     && sequence >= shared.written.load(Ordering::Acquire)
                 {
                     shared.degraded.store(false, Ordering::Release);
-                    eprintln!(
-                        "sequent-engine: replication: the standby caught up; replies wait for it again"
-                    );
+                    tracing::info!("replication: the standby caught up; replies wait for it again");
                 }
                 wake(waker);
             }
@@ -1039,12 +1037,12 @@ fn read_acks(stream: TcpStream, shared: &Shared, waker: Option<&Arc<mio::Waker>>
                 shared
                     .divergence_sequence
                     .store(sequence, Ordering::Release);
-                eprintln!(
-                    "sequent-engine: ALARM replication: the standby's state differs at sequence {sequence}: primary {primary:016x}, standby {standby:016x}"
+                tracing::error!(
+                    "ALARM replication: the standby's state differs at sequence {sequence}: primary {primary:016x}, standby {standby:016x}"
                 );
             }
             Ok(_) | Err(_) => {
-                eprintln!("sequent-engine: replication: a bad frame from the standby; detaching");
+                tracing::warn!("replication: a bad frame from the standby; detaching");
                 return;
             }
         }

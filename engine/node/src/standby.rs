@@ -190,15 +190,15 @@ impl Follower {
                     if self.attached_once && self.config.replication.auto_promote && !self.diverged
                     {
                         // The primary's endpoint is gone: it died (a process that lives answers).
-                        eprintln!(
-                            "sequent-engine: standby: the primary at {} is unreachable ({error})",
+                        tracing::warn!(
+                            "standby: the primary at {} is unreachable ({error})",
                             self.primary
                         );
                         return self.take_over(Takeover::PrimaryGone).map(Some);
                     }
                     if lost_since.is_none() {
-                        eprintln!(
-                            "sequent-engine: standby: waiting for the primary at {} ({error})",
+                        tracing::info!(
+                            "standby: waiting for the primary at {} ({error})",
                             self.primary
                         );
                         lost_since = Some(Instant::now());
@@ -258,8 +258,8 @@ impl Follower {
                         && replication.auto_promote
                         && !self.diverged
                     {
-                        eprintln!(
-                            "sequent-engine: standby: no word from the primary for {} ms",
+                        tracing::warn!(
+                            "standby: no word from the primary for {} ms",
                             replication.heartbeat_timeout_ms
                         );
                         return Ok(Ended::Takeover(Takeover::HeartbeatTimeout));
@@ -286,8 +286,8 @@ impl Follower {
                     self.attached_once = true;
                     self.digest_every = digest_every.max(1);
                     self.metrics.term.store(term, Ordering::Relaxed);
-                    eprintln!(
-                        "sequent-engine: standby: following the primary at {} (term {term}) from sequence {first}",
+                    tracing::warn!(
+                        "standby: following the primary at {} (term {term}) from sequence {first}",
                         self.primary
                     );
                 }
@@ -304,8 +304,8 @@ impl Follower {
                         bail!("the primary sent record {sequence} before its welcome");
                     }
                     if sequence != node.position.next_sequence {
-                        eprintln!(
-                            "sequent-engine: standby: record {sequence} arrived where {} was due; reconnecting",
+                        tracing::warn!(
+                            "standby: record {sequence} arrived where {} was due; reconnecting",
                             node.position.next_sequence
                         );
                         return Ok(Ended::Lost);
@@ -340,14 +340,14 @@ impl Follower {
                         out.clear();
                         ToPrimary::Ack { sequence: applied }.encode(&mut out);
                         let _ = writer.write_all(&out);
-                        eprintln!("sequent-engine: standby: the primary handed over at {last}");
+                        tracing::info!("standby: the primary handed over at {last}");
                         return Ok(Ended::Takeover(Takeover::HandOver));
                     }
                     bail!("the primary handed over at {last} but this standby applied {applied}");
                 }
                 Ok(ToStandby::Status { .. }) => {}
                 Err(error) => {
-                    eprintln!("sequent-engine: standby: {error}; reconnecting");
+                    tracing::info!("standby: {error}; reconnecting");
                     return Ok(Ended::Lost);
                 }
             }
@@ -373,8 +373,8 @@ impl Follower {
         if standby != primary {
             self.diverged = true;
             self.metrics.divergences.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "sequent-engine: ALARM standby: state differs from the primary's at sequence {sequence}: primary {primary:016x}, standby {standby:016x}; this standby will not take over by itself"
+            tracing::error!(
+                "ALARM standby: state differs from the primary's at sequence {sequence}: primary {primary:016x}, standby {standby:016x}; this standby will not take over by itself"
             );
             let mut out = Vec::new();
             ToPrimary::Diverged {
@@ -397,8 +397,8 @@ impl Follower {
         let archive = archive_name(&dir);
         std::fs::rename(&dir, &archive)
             .with_context(|| format!("cannot move the diverged journal {} aside", dir.display()))?;
-        eprintln!(
-            "sequent-engine: standby: this journal ({held} records) diverged from the primary's at sequence {sequence}; moved to {} and starting again from the primary's history",
+        tracing::warn!(
+            "standby: this journal ({held} records) diverged from the primary's at sequence {sequence}; moved to {} and starting again from the primary's history",
             archive.display()
         );
         self.checkpoints.clear();
@@ -419,8 +419,8 @@ impl Follower {
             self.metrics_server.take(),
             true,
         )?;
-        eprintln!(
-            "sequent-engine: standby: took over ({why:?}) in term {term} after sequence {applied}; serving in {} µs",
+        tracing::info!(
+            "standby: took over ({why:?}) in term {term} after sequence {applied}; serving in {} µs",
             started.elapsed().as_micros()
         );
         Ok(engine)

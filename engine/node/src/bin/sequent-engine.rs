@@ -44,10 +44,34 @@ struct Args {
     /// The primary's replication address (implies nothing without --standby).
     #[arg(long, requires = "standby")]
     primary: Option<std::net::SocketAddr>,
+    /// Log lines on stderr as text or as one JSON object each (level by `SEQUENT_LOG`, default
+    /// `info`; nothing is logged on the hot path, and no log line carries a secret).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEQUENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    init_logs(args.log_format);
     let text = match std::fs::read_to_string(&args.config) {
         Ok(text) => text,
         Err(error) => {

@@ -40,3 +40,4 @@ pub use crate::types::{
     PRICE_MAX, QTY_MAX, Reject, Resting, Side, Stp, SymbolId, ThrottleReject, Tif,
 };
 pub use crate::venue::{Venue, VenueConfig};
+pub use sequent_throttle::snapshot::{Problem, SnapshotError, SnapshotReader};

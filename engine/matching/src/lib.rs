@@ -40,3 +40,6 @@ pub use crate::types::{
     PRICE_MAX, QTY_MAX, Reject, Resting, Side, Stp, SymbolId, ThrottleReject, Tif,
 };
 pub use crate::venue::{Venue, VenueConfig};
+/// The snapshot codec shared with the throttle (and the node's core): reader, error, helpers.
+pub use sequent_throttle::snapshot;
+pub use sequent_throttle::snapshot::{Problem, SnapshotError, SnapshotReader};

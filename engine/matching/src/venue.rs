@@ -11,6 +11,8 @@
 //! Price-time priority: levels by price, orders within a level in arrival order; every trade
 //! prints at the resting order's price.
 
+mod snapshot;
+
 use sequent_throttle::{Hold, OrderCheck, Throttle, notional};
 
 use crate::ids::{DONE, EMPTY, IdTable};

@@ -688,3 +688,75 @@ fn exposure_never_exceeds_the_limits_in_force() {
         panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
     }
 }
+
+// ---------------------------------------------------------------- snapshot and restore
+
+/// Runs the stream, snapshots at `cut`, restores into a fresh venue, then feeds the rest to both:
+/// the same events at every step and the same digest at the end; a restored venue snapshots to
+/// the same bytes, and so do both venues at the end (the physical state, free lists included,
+/// stayed the same).
+fn run_with_snapshot(commands: &[Command], cut: usize) -> Result<(), TestCaseError> {
+    let cut = cut % (commands.len() + 1);
+    let now = |step: usize| step as u64 * 100_000_000;
+    let mut venue = Venue::new(VenueConfig::SMALL);
+    let mut events = Vec::new();
+    for (step, cmd) in commands[..cut].iter().enumerate() {
+        venue.apply(now(step), cmd, &mut events);
+    }
+    let mut bytes = Vec::new();
+    venue.write_snapshot(&mut bytes);
+    let (mut restored, used) = Venue::read_snapshot(VenueConfig::SMALL, &bytes)
+        .map_err(|e| TestCaseError::fail(format!("restore after {cut} commands: {e}")))?;
+    prop_assert_eq!(used, bytes.len());
+    prop_assert_eq!(restored.state_digest(), venue.state_digest());
+    let mut again = Vec::new();
+    restored.write_snapshot(&mut again);
+    prop_assert!(again == bytes, "snapshot → restore → snapshot differs");
+
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (step, cmd) in commands.iter().enumerate().skip(cut) {
+        a.clear();
+        b.clear();
+        venue.apply(now(step), cmd, &mut a);
+        restored.apply(now(step), cmd, &mut b);
+        prop_assert_eq!(&a, &b, "step {}: {:?}", step, cmd);
+    }
+    prop_assert_eq!(restored.state_digest(), venue.state_digest());
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    venue.write_snapshot(&mut x);
+    restored.write_snapshot(&mut y);
+    prop_assert!(x == y, "the final snapshots differ");
+    Ok(())
+}
+
+#[test]
+fn a_restored_venue_behaves_like_the_original() {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    println!("seed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    let config = Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let stream = (
+        prop::collection::vec(risky_command(), 1..300),
+        any::<usize>(),
+    );
+    if let Err(e) = runner.run(&stream, |(commands, cut)| run_with_snapshot(&commands, cut)) {
+        panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    }
+}

@@ -12,6 +12,8 @@ use sequent_matching::{
 };
 
 use sequent_feed::proto::{self, Message};
+use sequent_matching::snapshot::write_option;
+use sequent_matching::{Problem, SnapshotError, SnapshotReader};
 
 use crate::protocol::{
     CancelledBody, ClientMessage, EngineMessage, FillBody, LoginAcceptedBody, NewOrderBody,
@@ -95,6 +97,14 @@ struct Session {
     cancel_on_disconnect: bool,
 }
 
+/// A session that never logged in.
+const SESSION_INIT: Session = Session {
+    connection: None,
+    next_in: 1,
+    last_out: 0,
+    cancel_on_disconnect: false,
+};
+
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CoreCounters {
@@ -153,6 +163,13 @@ impl Core {
     /// holds: a configuration error caught at start-up.
     #[must_use]
     pub fn new(config: &CoreConfig) -> Self {
+        let (symbols, venue_config) = Self::checked_config(config);
+        Self::with_venue(config, symbols, Venue::new(venue_config))
+    }
+
+    /// The symbols as the wire carries them and the venue's configuration (`symbols_max` from
+    /// the symbols), with the start-up checks of [`Core::new`].
+    fn checked_config(config: &CoreConfig) -> (Vec<[u8; 8]>, VenueConfig) {
         assert!(config.sessions_max >= 1 && config.sessions_max <= SESSIONS_MAX);
         let symbols: Vec<[u8; 8]> = config
             .symbols
@@ -165,17 +182,15 @@ impl Core {
         let mut venue_config = config.venue;
         venue_config.symbols_max =
             SymbolId::try_from(symbols.len().max(1)).expect("at most 65535 symbols");
-        let orders_max = venue_config.orders_max as usize;
+        (symbols, venue_config)
+    }
+
+    fn with_venue(config: &CoreConfig, symbols: Vec<[u8; 8]>, venue: Venue) -> Self {
+        let orders_max = venue.config().orders_max as usize;
         Self {
-            venue: Venue::new(venue_config),
+            venue,
             symbols,
-            sessions: vec![
-                Session {
-                    next_in: 1,
-                    ..Session::default()
-                };
-                config.sessions_max as usize + 1
-            ],
+            sessions: vec![SESSION_INIT; config.sessions_max as usize + 1],
             bound: Vec::with_capacity(config.sessions_max as usize),
             events: Vec::with_capacity(1024),
             scratch_ids: Vec::with_capacity(orders_max),
@@ -733,6 +748,206 @@ impl Core {
                 Event::Alert(_) => {}
             }
         }
+    }
+}
+
+/// First 8 bytes of a core snapshot.
+pub const CORE_SNAPSHOT_MAGIC: [u8; 8] = *b"SQCORE\0\0";
+/// The core snapshot's format version (`docs/engine-snapshot.md`). A reader refuses a newer one.
+pub const CORE_SNAPSHOT_VERSION: u32 = 1;
+
+/// Snapshots of the whole core, so that recovery is a snapshot plus the journal's suffix
+/// (`docs/engine-snapshot.md`). What the core keeps between inputs is all here: the venue
+/// (physical state), the sessions, the connection bindings in login order, the feed's match
+/// number and the counters. The per-input scratch (`events`, `scratch_ids`) is cleared before
+/// every use and is not saved.
+impl Core {
+    /// Appends the snapshot to `out`: magic, version, the configuration it was built with (to be
+    /// refused under another), the venue, the match number, the counters, the sessions that ever
+    /// logged in and the bindings. Runs only when called; [`Core::apply`] is unchanged.
+    pub fn write_snapshot(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&CORE_SNAPSHOT_MAGIC);
+        out.extend_from_slice(&CORE_SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(self.sessions.len() as u32 - 1).to_le_bytes());
+        out.extend_from_slice(&(self.symbols.len() as u32).to_le_bytes());
+        for symbol in &self.symbols {
+            out.extend_from_slice(symbol);
+        }
+        self.venue.write_snapshot(out);
+        out.extend_from_slice(&self.match_number.to_le_bytes());
+        let c = &self.counters;
+        for value in [c.applied, c.duplicates, c.session_rejects] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&(c.rejects.len() as u32).to_le_bytes());
+        for value in c.rejects {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        let touched = || {
+            self.sessions
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s != SESSION_INIT)
+        };
+        out.extend_from_slice(&(touched().count() as u32).to_le_bytes());
+        for (index, session) in touched() {
+            out.extend_from_slice(&(index as u32).to_le_bytes());
+            write_option(out, session.connection, |out, c| {
+                out.extend_from_slice(&c.to_le_bytes());
+            });
+            out.extend_from_slice(&session.next_in.to_le_bytes());
+            out.extend_from_slice(&session.last_out.to_le_bytes());
+            out.push(u8::from(session.cancel_on_disconnect));
+        }
+        out.extend_from_slice(&(self.bound.len() as u32).to_le_bytes());
+        for (connection, session) in &self.bound {
+            out.extend_from_slice(&connection.to_le_bytes());
+            out.extend_from_slice(&session.to_le_bytes());
+        }
+    }
+
+    /// Restores a core built for `config` from a whole snapshot of [`Core::write_snapshot`].
+    /// Refuses, with the field and byte offset named and never a panic: another magic, a newer
+    /// version, another configuration (sessions, symbols, any venue capacity), truncated or
+    /// trailing bytes, and anything inconsistent (see [`Venue::read_snapshot`] for the venue's
+    /// checks; here: sessions in range and ascending, bindings that match the sessions'
+    /// connections one to one).
+    ///
+    /// # Panics
+    /// Only where [`Core::new`] does: on a `config` no core can be built with.
+    pub fn read_snapshot(config: &CoreConfig, bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let (symbols, venue_config) = Self::checked_config(config);
+        let mut r = SnapshotReader::new(bytes);
+        if r.bytes(CORE_SNAPSHOT_MAGIC.len(), "core.magic", None)? != CORE_SNAPSHOT_MAGIC {
+            return Err(SnapshotError::new(0, "core.magic", None, Problem::BadMagic));
+        }
+        let at = r.position();
+        let version = r.u32("core.version", None)?;
+        if version > CORE_SNAPSHOT_VERSION {
+            return Err(SnapshotError::new(
+                at,
+                "core.version",
+                None,
+                Problem::NewerVersion {
+                    found: version,
+                    supported: CORE_SNAPSHOT_VERSION,
+                },
+            ));
+        }
+        if version == 0 {
+            return Err(SnapshotError::invalid(
+                at,
+                "core.version",
+                None,
+                "version 0 was never written",
+            ));
+        }
+        r.expect_u32("core.sessions_max", config.sessions_max)?;
+        r.expect_u32("core.symbols", symbols.len() as u32)?;
+        for (index, symbol) in symbols.iter().enumerate() {
+            let at = r.position();
+            if r.bytes(8, "core.symbol", Some(index as u64))? != symbol {
+                return Err(SnapshotError::invalid(
+                    at,
+                    "core.symbol",
+                    Some(index as u64),
+                    "differs from the configured symbol",
+                ));
+            }
+        }
+        let venue = Venue::read_snapshot_from(&mut r, venue_config)?;
+        let mut core = Self::with_venue(config, symbols, venue);
+        core.match_number = r.u64("core.match_number", None)?;
+        core.counters.applied = r.u64("core.counters.applied", None)?;
+        core.counters.duplicates = r.u64("core.counters.duplicates", None)?;
+        core.counters.session_rejects = r.u64("core.counters.session_rejects", None)?;
+        r.expect_u32("core.counters.rejects", REJECT_REASONS.len() as u32)?;
+        for (index, value) in core.counters.rejects.iter_mut().enumerate() {
+            *value = r.u64("core.counters.rejects", Some(index as u64))?;
+        }
+
+        let at = r.position();
+        let touched = r.u32("core.sessions", None)?;
+        if touched as usize > core.sessions.len() {
+            return Err(SnapshotError::invalid(
+                at,
+                "core.sessions",
+                None,
+                "more sessions than sessions_max",
+            ));
+        }
+        let mut next_index = 0u32;
+        let mut connected = 0usize;
+        for _ in 0..touched {
+            let at = r.position();
+            let index = r.u32("core.session.index", None)?;
+            if index < next_index || index as usize >= core.sessions.len() {
+                return Err(SnapshotError::invalid(
+                    at,
+                    "core.session.index",
+                    Some(u64::from(index)),
+                    "sessions must ascend and be at most sessions_max",
+                ));
+            }
+            next_index = index + 1;
+            let i = Some(u64::from(index));
+            let session = Session {
+                connection: r.option("core.session.connection", i, |r| {
+                    r.u64("core.session.connection", i)
+                })?,
+                next_in: r.u32("core.session.next_in", i)?,
+                last_out: r.u32("core.session.last_out", i)?,
+                cancel_on_disconnect: r.bool("core.session.cancel_on_disconnect", i)?,
+            };
+            if session == SESSION_INIT {
+                return Err(SnapshotError::invalid(
+                    at,
+                    "core.session",
+                    i,
+                    "a session in its initial state is not written",
+                ));
+            }
+            connected += usize::from(session.connection.is_some());
+            core.sessions[index as usize] = session;
+        }
+
+        let at = r.position();
+        let bound = r.u32("core.bound", None)? as usize;
+        if bound != connected {
+            return Err(SnapshotError::invalid(
+                at,
+                "core.bound",
+                None,
+                "differs from the number of sessions with a connection",
+            ));
+        }
+        for index in 0..bound {
+            let at = r.position();
+            let i = Some(index as u64);
+            let connection = r.u64("core.bound.connection", i)?;
+            let session = r.u32("core.bound.session", i)?;
+            let owns = session != 0
+                && core
+                    .sessions
+                    .get(session as usize)
+                    .is_some_and(|s| s.connection == Some(connection));
+            if !owns
+                || core
+                    .bound
+                    .iter()
+                    .any(|(c, s)| *c == connection || *s == session)
+            {
+                return Err(SnapshotError::invalid(
+                    at,
+                    "core.bound",
+                    i,
+                    "not a logged-in session on this connection, or bound twice",
+                ));
+            }
+            core.bound.push((connection, session));
+        }
+        r.finish("core.end")?;
+        Ok(core)
     }
 }
 

@@ -31,6 +31,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod snapshot;
+
+use crate::snapshot::{Problem, SnapshotError, SnapshotReader, write_option};
+
 /// Sequenced time in nanoseconds, stamped once by the sequencer; never read from a clock here.
 pub type Nanos = u64;
 
@@ -187,7 +191,7 @@ pub struct Hold {
     pub notional: u128,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Account {
     /// Own limits; `None` follows the default.
     limits: Option<Limits>,
@@ -467,6 +471,193 @@ impl Throttle {
             write(&[u8::from(acc.killed), u8::from(acc.limits.is_some())]);
         }
     }
+}
+
+/// Snapshots: the whole state, byte-exact, so that a restored throttle takes every later decision
+/// the original would have.
+///
+/// Layout (little-endian; `opt<T>` is a tag byte 0/1 then `T` when 1; `limits` is seven `opt`s:
+/// max_qty u64, max_notional u128, collar_bps u32, max_open_orders u32, credit_limit u128,
+/// orders_per_sec u32, alert_pct u8 — 7 to 60 bytes):
+///
+/// | field | bytes |
+/// |---|---|
+/// | accounts_max u32, symbols_max u16 | 6 |
+/// | killed_all | 1 |
+/// | default limits | 7..=60 |
+/// | reference price per symbol: `opt<i64>` | 1 or 9 each |
+/// | count u32 of accounts not in their initial state, then per account ascending: index u32, `opt<limits>`, open_orders u32, held u128, tokens_nano u64, refilled_at u64, killed, alerted ×3 | 4, then 45..=105 each |
+///
+/// An account never touched (no own limits, nothing open or held, full bucket, never refilled,
+/// not killed, no alert raised) is not written: the size grows with the accounts in use and the
+/// symbols configured, not with `accounts_max`.
+impl Throttle {
+    /// Appends the snapshot of the whole throttle to `out`. Runs only when called; the decision
+    /// path is untouched.
+    pub fn write_snapshot(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.accounts_max().to_le_bytes());
+        out.extend_from_slice(&(self.reference.len() as u16).to_le_bytes());
+        out.push(u8::from(self.killed_all));
+        write_limits(out, &self.default_limits);
+        for reference in &self.reference {
+            write_option(out, *reference, |out, price| {
+                out.extend_from_slice(&price.to_le_bytes());
+            });
+        }
+        let touched = || {
+            self.accounts
+                .iter()
+                .enumerate()
+                .filter(|(_, acc)| **acc != ACCOUNT_INIT)
+        };
+        out.extend_from_slice(&(touched().count() as u32).to_le_bytes());
+        for (index, acc) in touched() {
+            out.extend_from_slice(&(index as u32).to_le_bytes());
+            write_option(out, acc.limits, |out, limits| write_limits(out, &limits));
+            out.extend_from_slice(&acc.open_orders.to_le_bytes());
+            out.extend_from_slice(&acc.held.to_le_bytes());
+            out.extend_from_slice(&acc.tokens_nano.to_le_bytes());
+            out.extend_from_slice(&acc.refilled_at.to_le_bytes());
+            out.push(u8::from(acc.killed));
+            out.extend(acc.alerted.map(u8::from));
+        }
+    }
+
+    /// Reads a snapshot written by [`Throttle::write_snapshot`] from the start of `bytes` for a
+    /// throttle of `accounts_max` accounts and `symbols_max` symbols (the caller's configuration;
+    /// a snapshot of other dimensions is refused by field). Returns the throttle and the bytes
+    /// used; what follows is the caller's. Never panics; allocates only what the given dimensions
+    /// size.
+    pub fn read_snapshot(
+        accounts_max: u32,
+        symbols_max: u16,
+        bytes: &[u8],
+    ) -> Result<(Self, usize), SnapshotError> {
+        let mut reader = SnapshotReader::new(bytes);
+        let throttle = Self::read_snapshot_from(&mut reader, accounts_max, symbols_max)?;
+        Ok((throttle, reader.position()))
+    }
+
+    /// [`Throttle::read_snapshot`] from a cursor, for snapshots that embed the throttle's: errors
+    /// carry offsets in the whole snapshot.
+    pub fn read_snapshot_from(
+        r: &mut SnapshotReader<'_>,
+        accounts_max: u32,
+        symbols_max: u16,
+    ) -> Result<Self, SnapshotError> {
+        r.expect_u32("throttle.accounts_max", accounts_max)?;
+        let at = r.position();
+        let symbols = r.u16("throttle.symbols_max", None)?;
+        if symbols != symbols_max {
+            return Err(SnapshotError::new(
+                at,
+                "throttle.symbols_max",
+                None,
+                Problem::ConfigMismatch {
+                    snapshot: u64::from(symbols),
+                    config: u64::from(symbols_max),
+                },
+            ));
+        }
+        let mut throttle = Self::new(accounts_max, symbols_max);
+        throttle.killed_all = r.bool("throttle.killed_all", None)?;
+        throttle.default_limits = read_limits(r, "throttle.default_limits", None)?;
+        for (symbol, reference) in throttle.reference.iter_mut().enumerate() {
+            let index = Some(symbol as u64);
+            *reference = r.option("throttle.reference", index, |r| {
+                r.i64("throttle.reference", index)
+            })?;
+        }
+        let at = r.position();
+        let touched = r.u32("throttle.accounts", None)?;
+        if touched > accounts_max {
+            return Err(SnapshotError::invalid(
+                at,
+                "throttle.accounts",
+                None,
+                "more accounts than accounts_max",
+            ));
+        }
+        let mut next_index = 0u32;
+        for _ in 0..touched {
+            let at = r.position();
+            let index = r.u32("throttle.account.index", None)?;
+            if index < next_index || index >= accounts_max {
+                return Err(SnapshotError::invalid(
+                    at,
+                    "throttle.account.index",
+                    Some(u64::from(index)),
+                    "accounts must ascend and be below accounts_max",
+                ));
+            }
+            next_index = index + 1;
+            let i = Some(u64::from(index));
+            let acc = Account {
+                limits: r.option("throttle.account.limits", i, |r| {
+                    read_limits(r, "throttle.account.limits", i)
+                })?,
+                open_orders: r.u32("throttle.account.open_orders", i)?,
+                held: r.u128("throttle.account.held", i)?,
+                tokens_nano: r.u64("throttle.account.tokens_nano", i)?,
+                refilled_at: r.u64("throttle.account.refilled_at", i)?,
+                killed: r.bool("throttle.account.killed", i)?,
+                alerted: [
+                    r.bool("throttle.account.alerted", i)?,
+                    r.bool("throttle.account.alerted", i)?,
+                    r.bool("throttle.account.alerted", i)?,
+                ],
+            };
+            if acc == ACCOUNT_INIT {
+                // The writer leaves these out; accepting one would give two encodings of a state.
+                return Err(SnapshotError::invalid(
+                    at,
+                    "throttle.account",
+                    i,
+                    "an account in its initial state is not written",
+                ));
+            }
+            throttle.accounts[index as usize] = acc;
+        }
+        Ok(throttle)
+    }
+}
+
+fn write_limits(out: &mut Vec<u8>, limits: &Limits) {
+    write_option(out, limits.max_qty, |out, v| {
+        out.extend_from_slice(&v.to_le_bytes())
+    });
+    write_option(out, limits.max_notional, |out, v| {
+        out.extend_from_slice(&v.to_le_bytes());
+    });
+    write_option(out, limits.collar_bps, |out, v| {
+        out.extend_from_slice(&v.to_le_bytes())
+    });
+    write_option(out, limits.max_open_orders, |out, v| {
+        out.extend_from_slice(&v.to_le_bytes());
+    });
+    write_option(out, limits.credit_limit, |out, v| {
+        out.extend_from_slice(&v.to_le_bytes());
+    });
+    write_option(out, limits.orders_per_sec, |out, v| {
+        out.extend_from_slice(&v.to_le_bytes());
+    });
+    write_option(out, limits.alert_pct, |out, v| out.push(v));
+}
+
+fn read_limits(
+    r: &mut SnapshotReader<'_>,
+    field: &'static str,
+    index: Option<u64>,
+) -> Result<Limits, SnapshotError> {
+    Ok(Limits {
+        max_qty: r.option(field, index, |r| r.u64(field, index))?,
+        max_notional: r.option(field, index, |r| r.u128(field, index))?,
+        collar_bps: r.option(field, index, |r| r.u32(field, index))?,
+        max_open_orders: r.option(field, index, |r| r.u32(field, index))?,
+        credit_limit: r.option(field, index, |r| r.u128(field, index))?,
+        orders_per_sec: r.option(field, index, |r| r.u32(field, index))?,
+        alert_pct: r.option(field, index, |r| r.u8(field, index))?,
+    })
 }
 
 /// Price × quantity, exact: prices are at most 2^63 and quantities 2^64, so it fits in u128.

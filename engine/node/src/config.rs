@@ -42,6 +42,47 @@ pub struct EngineConfig {
     /// Hot standby replication (absent: none). docs/replication.md.
     #[serde(default)]
     pub replication: ReplicationSection,
+    /// State snapshots: recovery loads the newest and replays only the journal after it.
+    #[serde(default)]
+    pub snapshots: SnapshotsSection,
+}
+
+/// `[snapshots]`: when the engine writes its state (docs/engine-snapshot.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsSection {
+    /// Where snapshot files go (default: `snapshots` inside the journal directory, so they move
+    /// with the journal they belong to).
+    pub dir: Option<PathBuf>,
+    /// Take one after every input whose sequence is a multiple of this (0: only on the admin
+    /// command and at stop).
+    pub every_records: u64,
+    /// Take one at a graceful stop (SIGTERM).
+    pub on_stop: bool,
+    /// Snapshot files kept (the newest); older ones are deleted after a new one is written.
+    pub keep: usize,
+}
+
+impl Default for SnapshotsSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            every_records: 1_000_000,
+            on_stop: true,
+            keep: 3,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Where the snapshots of this engine's journal are written.
+    #[must_use]
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.snapshots
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.journal.dir.join("snapshots"))
+    }
 }
 
 /// `[replication]`: the journal stream to a hot standby, failure detection and fencing
@@ -397,6 +438,7 @@ impl EngineConfig {
             metrics: MetricsSection::default(),
             feed: None,
             replication: ReplicationSection::default(),
+            snapshots: SnapshotsSection::default(),
         }
     }
 
@@ -451,6 +493,9 @@ impl EngineConfig {
                 "replication.heartbeat_interval_ms",
                 "must be positive and below replication.heartbeat_timeout_ms",
             );
+        }
+        if self.snapshots.keep == 0 {
+            return invalid("snapshots.keep", "at least 1");
         }
         if replication.digest_every == 0 {
             return invalid("replication.digest_every", "at least 1");

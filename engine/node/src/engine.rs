@@ -104,6 +104,16 @@ pub struct Metrics {
     pub output_ring_fill: AtomicU64,
     /// The most outputs ever waiting in the output ring.
     pub output_ring_fill_max: AtomicU64,
+    /// Snapshots written.
+    pub snapshots_written: AtomicU64,
+    /// The sequence of the last snapshot written.
+    pub snapshot_sequence: AtomicU64,
+    /// How long the core stage paused for the last snapshot (serialising it), ns.
+    pub snapshot_pause_ns_last: AtomicU64,
+    /// The longest such pause, ns.
+    pub snapshot_pause_ns_max: AtomicU64,
+    /// Asks the gateway for a snapshot at the next turn of its loop (the admin command).
+    pub snapshot_requested: AtomicBool,
 }
 
 /// A slot of the input ring.
@@ -114,6 +124,9 @@ struct InputSlot {
     input: Input,
     /// The gateway's last input: not journaled, tells the core to close the output ring.
     last: bool,
+    /// A control slot, not journaled and not applied: the core snapshots its state as of
+    /// `journal_sequence` (every input up to it is applied, by ring order).
+    snapshot: bool,
 }
 
 impl Default for InputSlot {
@@ -123,6 +136,7 @@ impl Default for InputSlot {
             ts: 0,
             input: Input::EndOfDay,
             last: false,
+            snapshot: false,
         }
     }
 }
@@ -157,6 +171,12 @@ pub struct Recovered {
     pub sequence: u64,
     /// The core's digest after replay.
     pub digest: u64,
+    /// The sequence of the snapshot recovery started from (0: none, the whole journal replayed).
+    pub snapshot: u64,
+    /// Market-data messages the recovered state has produced (the feed resumes after them).
+    pub feed_messages: u64,
+    /// `Books::digest()` of the feed's books in the recovered state.
+    pub books_digest: [u8; 32],
 }
 
 /// A running engine.
@@ -172,6 +192,7 @@ pub struct Engine {
     replication: Arc<crate::replication::Shared>,
     replication_server: Option<crate::replication::Server>,
     term: u64,
+    snapshot_writer: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -228,6 +249,12 @@ impl Engine {
         let restart_sequence = writer.append(kind, restart_ts, &payload[..len])?;
         core.apply(restart_ts, &Input::Restart, &mut scratch);
         let epoch = restart_sequence; // unique per start: connection ids never repeat
+        let feed_messages = feed_state.messages
+            + scratch
+                .iter()
+                .filter(|o| matches!(o, Output::Market(_)))
+                .count() as u64;
+        let journal_id = writer.journal_id();
         if promoted {
             wait_for_addresses(config);
         }
@@ -328,6 +355,30 @@ impl Engine {
         if let Some(cpu) = config.cores.core {
             input_builder = input_builder.pin_at_core(cpu);
         }
+        let store = sequent_journal::snapshot::SnapshotStore::open(&config.snapshot_dir())
+            .with_context(|| {
+                format!(
+                    "cannot open the snapshot directory {}",
+                    config.snapshot_dir().display()
+                )
+            })?;
+        let (jobs, job_queue) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
+        let (spare_back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let keep = config.snapshots.keep;
+        let writer_metrics = Arc::clone(&metrics);
+        let snapshot_writer =
+            std::thread::Builder::new()
+                .name("snapshots".into())
+                .spawn(move || {
+                    run_snapshot_writer(
+                        &store,
+                        journal_id,
+                        keep,
+                        &job_queue,
+                        &spare_back,
+                        &writer_metrics,
+                    );
+                })?;
         let input_producer = input_builder
             .wait_strategy(config.wait.core.strategy())
             .thread_name("core")
@@ -338,6 +389,15 @@ impl Engine {
                 metrics: Arc::clone(&metrics),
                 replication: Arc::clone(&replication),
                 digest_every: config.replication.digest_every,
+                snapshots: SnapshotTaker {
+                    every: config.snapshots.every_records,
+                    term,
+                    term_start: restart_sequence,
+                    feed_messages,
+                    buffer: None,
+                    jobs: Some(jobs),
+                    spare,
+                },
             })
             .build()?;
 
@@ -412,6 +472,7 @@ impl Engine {
             replication,
             replication_server,
             term,
+            snapshot_writer: Some(snapshot_writer),
         })
     }
 
@@ -475,6 +536,10 @@ impl Engine {
         let result = gateway
             .join()
             .map_err(|_| anyhow::anyhow!("the gateway thread panicked"));
+        if let Some(writer) = self.snapshot_writer.take() {
+            // The core stage has stopped and dropped its sender: the writer finishes the last one.
+            let _ = writer.join();
+        }
         let fenced = self.replication.fenced.load(Ordering::Acquire);
         if let Some(server) = self.replication_server.take() {
             // A planned stop hands over to the attached standby (nothing to hand when fenced).
@@ -578,8 +643,18 @@ impl NodeState {
             next_sequence: writer.next_sequence(),
             ..crate::replication::Position::default()
         };
+        let mut from = 1;
+        if writer.next_sequence() > 1 {
+            if let Some(restored) = restore_snapshot(config)? {
+                from = restored.sequence + 1;
+                core = restored.core;
+                feed = restored.feed;
+                position = restored.position;
+            }
+        }
         let recovered = replay(
             &config.journal.dir,
+            from,
             writer.next_sequence(),
             &mut core,
             &mut feed,
@@ -634,6 +709,7 @@ impl FeedState {
 /// Replays every journaled input into `core`.
 fn replay(
     dir: &Path,
+    from: u64,
     next_sequence: u64,
     core: &mut Core,
     feed: &mut FeedState,
@@ -641,13 +717,17 @@ fn replay(
 ) -> anyhow::Result<Recovered> {
     let mut recovered = Recovered {
         replayed: 0,
-        sequence: 0,
+        sequence: from - 1,
         digest: core.state_digest(),
+        snapshot: from - 1,
+        feed_messages: feed.messages,
+        books_digest: [0; 32],
     };
-    if next_sequence == 1 {
+    if next_sequence == from {
+        recovered.books_digest = feed.books.digest();
         return Ok(recovered);
     }
-    let mut reader = Reader::open(dir)?;
+    let mut reader = Reader::from_sequence(dir, from)?;
     let mut scratch = Vec::with_capacity(4096);
     while let Some(entry) = reader.next()? {
         let input = record::decode(entry.kind, entry.payload).map_err(|reason| {
@@ -675,6 +755,8 @@ fn replay(
         );
     }
     recovered.digest = core.state_digest();
+    recovered.feed_messages = feed.messages;
+    recovered.books_digest = feed.books.digest();
     Ok(recovered)
 }
 
@@ -743,6 +825,192 @@ pub fn replay_journal(
     })
 }
 
+/// Snapshot files of this engine (`sequent_journal::snapshot`): the tag "SENG", state version 1.
+pub const SNAPSHOT_ENGINE: sequent_journal::snapshot::EngineId =
+    sequent_journal::snapshot::EngineId {
+        tag: u32::from_le_bytes(*b"SENG"),
+        version_max: 1,
+    };
+
+/// The head of the engine's snapshot state (docs/engine-snapshot.md): magic, version, then the
+/// term and its start, the feed's message count, and the core's own snapshot.
+const NODE_SNAPSHOT_MAGIC: [u8; 8] = *b"SQNODE\0\0";
+
+/// Appends the engine's snapshot state: the node header, then `Core::write_snapshot`.
+fn write_node_snapshot(
+    core: &Core,
+    term: u64,
+    term_start: u64,
+    feed_messages: u64,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(&NODE_SNAPSHOT_MAGIC);
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&term.to_le_bytes());
+    out.extend_from_slice(&term_start.to_le_bytes());
+    out.extend_from_slice(&feed_messages.to_le_bytes());
+    core.write_snapshot(out);
+}
+
+/// What a snapshot restores.
+struct Restored {
+    sequence: u64,
+    core: Core,
+    feed: FeedState,
+    position: crate::replication::Position,
+}
+
+/// The newest usable snapshot of this engine's journal, decoded; `None` when there is none (the
+/// journal is replayed from its start). Unusable snapshots are passed over with a log line saying
+/// why; a snapshot that passes the file checks but does not decode is an error (it names what and
+/// where), because the file's checksum says those are the bytes that were written.
+fn restore_snapshot(config: &EngineConfig) -> anyhow::Result<Option<Restored>> {
+    let dir = config.snapshot_dir();
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let store = sequent_journal::snapshot::SnapshotStore::open(&dir)?;
+    let recovery = sequent_journal::recover(&config.journal.dir, &store, SNAPSHOT_ENGINE)?;
+    for rejected in &recovery.rejected {
+        tracing::warn!(
+            "snapshot {} passed over: {}",
+            rejected.path.display(),
+            rejected.reason
+        );
+    }
+    let Some(snapshot) = recovery.snapshot else {
+        return Ok(None);
+    };
+    let state = &snapshot.state;
+    let field = |at: usize| -> anyhow::Result<u64> {
+        state
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .with_context(|| {
+                format!(
+                    "snapshot {}: truncated at offset {at}",
+                    snapshot.path.display()
+                )
+            })
+    };
+    if state.get(..8) != Some(&NODE_SNAPSHOT_MAGIC[..]) {
+        bail!(
+            "snapshot {}: offset 0: not an engine snapshot",
+            snapshot.path.display()
+        );
+    }
+    let version = state
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0);
+    if version != 1 {
+        bail!(
+            "snapshot {}: offset 8: engine snapshot version {version}, this build reads 1",
+            snapshot.path.display()
+        );
+    }
+    let (term, term_start, feed_messages) = (field(12)?, field(20)?, field(28)?);
+    let core = Core::read_snapshot(&core_config(config), &state[36..])
+        .map_err(|e| anyhow::anyhow!("snapshot {}: {e}", snapshot.path.display()))?;
+    let sequence = snapshot.sequence;
+    // The last record's hash, for a standby's Hello: read back from the journal when it still
+    // holds that record.
+    let last_hash = Reader::from_sequence(&config.journal.dir, sequence)
+        .ok()
+        .and_then(|mut reader| {
+            reader.next().ok().flatten().map(|r| {
+                crate::replication::record_hash(r.sequence, r.timestamp_ns, r.kind, r.payload)
+            })
+        })
+        .unwrap_or(0);
+    let books = books_of(&core, &config.symbols);
+    tracing::info!(
+        "snapshot {}: state at sequence {sequence} restored",
+        snapshot.path.display()
+    );
+    Ok(Some(Restored {
+        sequence,
+        core,
+        feed: FeedState {
+            messages: feed_messages,
+            books,
+        },
+        position: crate::replication::Position {
+            term,
+            term_start,
+            next_sequence: sequence + 1,
+            last_hash,
+        },
+    }))
+}
+
+/// The feed's books as the core's venue holds them: what the subscribers' books are after every
+/// market-data message the core has produced (the core emits them so that this holds; the
+/// property tests check it).
+fn books_of(core: &Core, symbols: &[String]) -> sequent_feed::book::Books {
+    use sequent_feed::book::{Books, Order};
+    let mut books = Books::new();
+    for (index, name) in symbols.iter().enumerate() {
+        let symbol = index as sequent_matching::SymbolId;
+        let locate = crate::core::locate(symbol);
+        books.apply(&sequent_feed::proto::build::symbol(0, locate, name));
+        for (side, feed_side) in [
+            (sequent_matching::Side::Buy, sequent_feed::proto::Side::Buy),
+            (
+                sequent_matching::Side::Sell,
+                sequent_feed::proto::Side::Sell,
+            ),
+        ] {
+            for resting in core.venue().resting(symbol, side) {
+                books.add(
+                    resting.id,
+                    Order {
+                        locate,
+                        side: feed_side,
+                        price: resting.price,
+                        shares: resting.qty.min(u64::from(u32::MAX)),
+                    },
+                );
+            }
+        }
+    }
+    books
+}
+
+/// Writes the snapshots the core stage hands over, off the core's thread, and keeps the newest
+/// `keep` files.
+fn run_snapshot_writer(
+    store: &sequent_journal::snapshot::SnapshotStore,
+    journal_id: [u8; 16],
+    keep: usize,
+    jobs: &std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    spare: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    metrics: &Metrics,
+) {
+    while let Ok((sequence, state)) = jobs.recv() {
+        match store.write(journal_id, SNAPSHOT_ENGINE, sequence, &state) {
+            Ok(path) => {
+                metrics.snapshots_written.fetch_add(1, Ordering::Relaxed);
+                metrics.snapshot_sequence.store(sequence, Ordering::Relaxed);
+                tracing::info!(
+                    "snapshot at sequence {sequence}: {} ({} bytes)",
+                    path.display(),
+                    state.len()
+                );
+                if let Ok(list) = store.list() {
+                    for (_, old) in list.into_iter().skip(keep) {
+                        let _ = std::fs::remove_file(old);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!("snapshot at sequence {sequence} failed: {error}"),
+        }
+        let _ = spare.try_send(state);
+    }
+}
+
 /// A standby that takes over from a primary that is dying may find the primary's sockets still
 /// open for a moment (the kernel closes a killed process's descriptors one by one, and the
 /// replication endpoint may go first): wait, at most a second, until the addresses it must bind
@@ -792,7 +1060,7 @@ struct JournalStage {
 
 impl EventHandler<InputSlot> for JournalStage {
     fn on_event(&mut self, slot: &InputSlot, _sequence: i64, end_of_batch: bool) {
-        if slot.last {
+        if slot.last || slot.snapshot {
             return;
         }
         let Some(writer) = self.writer.as_mut() else {
@@ -841,10 +1109,72 @@ struct CoreStage {
     metrics: Arc<Metrics>,
     replication: Arc<crate::replication::Shared>,
     digest_every: u64,
+    snapshots: SnapshotTaker,
+}
+
+/// The core stage's side of snapshots: when to take one, the buffer it is written into (handed
+/// to the writer thread and back, so a steady stream of snapshots reuses two buffers), and what
+/// the state header needs.
+struct SnapshotTaker {
+    every: u64,
+    term: u64,
+    term_start: u64,
+    /// Market-data messages the core has produced (the feed's sequence).
+    feed_messages: u64,
+    buffer: Option<Vec<u8>>,
+    jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl CoreStage {
+    /// Serialises the core as of `sequence` and hands it to the writer; the pause is measured.
+    fn snapshot(&mut self, sequence: u64) {
+        let started = std::time::Instant::now();
+        let taker = &mut self.snapshots;
+        let Some(jobs) = taker.jobs.as_ref() else {
+            return;
+        };
+        let mut buffer = taker
+            .buffer
+            .take()
+            .or_else(|| taker.spare.try_recv().ok())
+            .unwrap_or_default();
+        buffer.clear();
+        write_node_snapshot(
+            &self.core,
+            taker.term,
+            taker.term_start,
+            taker.feed_messages,
+            &mut buffer,
+        );
+        match jobs.try_send((sequence, buffer)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full((_, buffer))) => {
+                tracing::warn!(
+                    "snapshot at sequence {sequence} skipped: the previous one is still being written"
+                );
+                taker.buffer = Some(buffer);
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected((_, buffer))) => {
+                taker.buffer = Some(buffer);
+            }
+        }
+        let pause = started.elapsed().as_nanos() as u64;
+        self.metrics
+            .snapshot_pause_ns_last
+            .store(pause, Ordering::Relaxed);
+        self.metrics
+            .snapshot_pause_ns_max
+            .fetch_max(pause, Ordering::Relaxed);
+    }
 }
 
 impl EventHandler<InputSlot> for CoreStage {
     fn on_event(&mut self, slot: &InputSlot, _sequence: i64, end_of_batch: bool) {
+        if slot.snapshot {
+            self.snapshot(slot.journal_sequence);
+            return;
+        }
         let Some(out) = self.out.as_mut() else {
             return;
         };
@@ -865,6 +1195,11 @@ impl EventHandler<InputSlot> for CoreStage {
             self.replication
                 .push_digest(slot.journal_sequence, self.core.state_digest());
         }
+        self.snapshots.feed_messages += self
+            .scratch
+            .iter()
+            .filter(|o| matches!(o, Output::Market(_)))
+            .count() as u64;
         for output in &self.scratch {
             // Blocks while the gateway is behind: backpressure, never loss.
             let _ = out.publish(|o| {
@@ -887,6 +1222,9 @@ impl EventHandler<InputSlot> for CoreStage {
         for (gauge, value) in self.metrics.rejects.iter().zip(counters.rejects) {
             gauge.store(value, Ordering::Relaxed);
         }
+        if self.snapshots.every > 0 && slot.journal_sequence % self.snapshots.every == 0 {
+            self.snapshot(slot.journal_sequence);
+        }
         if end_of_batch {
             if let Some(out) = self.out.as_ref() {
                 let fill = (out.capacity() - out.free_slots()) as u64;
@@ -899,6 +1237,8 @@ impl EventHandler<InputSlot> for CoreStage {
     }
 
     fn on_shutdown(&mut self) {
+        // The writer thread ends once it has written what it was handed.
+        self.snapshots.jobs = None;
         self.metrics
             .final_digest
             .store(self.core.state_digest(), Ordering::Release);
@@ -951,6 +1291,8 @@ struct Gateway {
     replication: Arc<crate::replication::Shared>,
     /// Wakes the poll when the standby acknowledges or the fence drops.
     waker: Arc<mio::Waker>,
+    /// `[snapshots] on_stop`.
+    snapshot_on_stop: bool,
 }
 
 impl Gateway {
@@ -1006,6 +1348,7 @@ impl Gateway {
             feed_idle_since: std::time::Instant::now(),
             replication,
             waker,
+            snapshot_on_stop: config.snapshots.on_stop,
         })
     }
 
@@ -1032,6 +1375,13 @@ impl Gateway {
                 let _ = self.poll.registry().deregister(&mut self.listener);
                 self.stop.store(true, Ordering::Release);
                 break;
+            }
+            if self
+                .metrics
+                .snapshot_requested
+                .swap(false, Ordering::AcqRel)
+            {
+                self.request_snapshot()?;
             }
             let busy = self.pump_outputs();
             let timeout = if busy || !self.held.is_empty() {
@@ -1075,8 +1425,18 @@ impl Gateway {
             return Ok(());
         };
         let journal_sequence = self.next_sequence;
+        if self.snapshot_on_stop {
+            // The state as of the last input, written before the stages stop.
+            input.publish(|slot| {
+                slot.last = false;
+                slot.snapshot = true;
+                slot.journal_sequence = journal_sequence - 1;
+                slot.ts = ts;
+            })?;
+        }
         input.publish(|slot| {
             slot.last = true;
+            slot.snapshot = false;
             slot.journal_sequence = journal_sequence;
             slot.ts = ts;
         })?;
@@ -1145,6 +1505,7 @@ impl Gateway {
                 slot.ts = ts;
                 slot.input = input;
                 slot.last = false;
+                slot.snapshot = false;
             }) {
                 Ok(_) => break,
                 // Full: the core may be waiting for room in the output ring, which only this
@@ -1168,6 +1529,31 @@ impl Gateway {
                 .fetch_max(fill, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Asks the core stage for a snapshot as of the last sequenced input (a control slot: not
+    /// journaled, not applied).
+    fn request_snapshot(&mut self) -> anyhow::Result<()> {
+        let journal_sequence = self.next_sequence - 1;
+        loop {
+            let Some(producer) = self.input.as_mut() else {
+                bail!("the input ring is closed");
+            };
+            match producer.try_publish(|slot| {
+                slot.journal_sequence = journal_sequence;
+                slot.last = false;
+                slot.snapshot = true;
+            }) {
+                Ok(_) => return Ok(()),
+                Err(TryPublishError::Full) => {
+                    self.pump_outputs();
+                    std::thread::yield_now();
+                }
+                Err(TryPublishError::Halted(halted)) => {
+                    bail!("the pipeline stopped: {halted:?}")
+                }
+            }
+        }
     }
 
     fn accept(&mut self) -> anyhow::Result<()> {

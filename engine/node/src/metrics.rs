@@ -128,6 +128,13 @@ fn answer(line: &str, metrics: &Metrics, admin: Option<&Admin>) -> (&'static str
                 "handing over to the standby, then stopping\n".into(),
             )
         }
+        ("POST", "/admin/snapshot", Some(Admin::Primary { .. })) => {
+            metrics.snapshot_requested.store(true, Ordering::Release);
+            (
+                "200 OK",
+                "a snapshot as of the last sequenced input is being taken\n".into(),
+            )
+        }
         ("POST", "/admin/promote", Some(Admin::Standby { promote })) => {
             promote.store(true, Ordering::Release);
             ("200 OK", "promoting\n".into())
@@ -368,7 +375,27 @@ pub fn render(metrics: &Metrics) -> String {
         ),
     ];
     let mut out = String::new();
-    let gauges: [(&str, &str, u64); 4] = [
+    let gauges: [(&str, &str, u64); 8] = [
+        (
+            "sequent_snapshots_written",
+            "snapshots written since start",
+            load(&metrics.snapshots_written),
+        ),
+        (
+            "sequent_snapshot_sequence",
+            "sequence of the last snapshot written",
+            load(&metrics.snapshot_sequence),
+        ),
+        (
+            "sequent_snapshot_pause_ns_last",
+            "how long the core paused for the last snapshot, ns",
+            load(&metrics.snapshot_pause_ns_last),
+        ),
+        (
+            "sequent_snapshot_pause_ns_max",
+            "the longest snapshot pause of the core, ns",
+            load(&metrics.snapshot_pause_ns_max),
+        ),
         (
             "sequent_input_ring_fill",
             "inputs waiting in the input ring (gateway → journal ∥ core)",

@@ -286,7 +286,7 @@ impl Follower {
                     self.attached_once = true;
                     self.digest_every = digest_every.max(1);
                     self.metrics.term.store(term, Ordering::Relaxed);
-                    tracing::warn!(
+                    tracing::info!(
                         "standby: following the primary at {} (term {term}) from sequence {first}",
                         self.primary
                     );
@@ -347,7 +347,7 @@ impl Follower {
                 }
                 Ok(ToStandby::Status { .. }) => {}
                 Err(error) => {
-                    tracing::info!("standby: {error}; reconnecting");
+                    tracing::warn!("standby: {error}; reconnecting");
                     return Ok(Ended::Lost);
                 }
             }

@@ -193,15 +193,20 @@ fn malformed_clients_do_not_disturb_the_others() {
 #[test]
 fn a_restart_recovers_the_book_by_replay() {
     let dir = TempDir::new("restart");
-    let engine = Engine::start(&config(&dir.0)).unwrap();
+    // Without snapshots: the whole journal is replayed.
+    let mut restart_config = config(&dir.0);
+    restart_config.snapshots.on_stop = false;
+    restart_config.snapshots.every_records = 0;
+    let engine = Engine::start(&restart_config).unwrap();
     let mut seller = connect(engine.address(), 1);
     seller.new_limit(1, 1, "XYZ", false, 200, 10).unwrap();
     seller.receive().unwrap();
     drop(seller);
     engine.shutdown().unwrap();
 
-    let engine = Engine::start(&config(&dir.0)).unwrap();
+    let engine = Engine::start(&restart_config).unwrap();
     assert!(engine.recovered().replayed >= 3, "{:?}", engine.recovered());
+    assert_eq!(engine.recovered().snapshot, 0);
     let mut buyer = connect(engine.address(), 2);
     buyer.new_limit(1, 2, "XYZ", true, 250, 4).unwrap();
     let replies = buyer.receive_n(2).unwrap();

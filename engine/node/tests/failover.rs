@@ -73,6 +73,7 @@ struct Node {
     journal: PathBuf,
     gateway: SocketAddr,
     replication: SocketAddr,
+    metrics: SocketAddr,
     process: Option<Process>,
 }
 
@@ -104,6 +105,7 @@ fn node(
 ) -> Node {
     let journal = dir.join(format!("{name}-journal"));
     let gateway: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
@@ -129,6 +131,8 @@ segment_mib = 1
 [gateway]
 listen = "{gateway}"
 connections_max = 8
+[metrics]
+listen = "{metrics}"
 [feed]
 line_a = "{}"
 line_b = "{}"
@@ -156,6 +160,7 @@ digest_every = 64
         journal,
         gateway,
         replication,
+        metrics,
         process: None,
     }
 }
@@ -207,6 +212,32 @@ impl Node {
         let mut process = self.process.take().expect("running");
         process.child.kill().unwrap();
         process.child.wait().unwrap();
+    }
+
+    /// Waits until this engine, a primary, has its standby attached and caught up: replies wait
+    /// for the standby again (`sequent_replication_degraded 0`). Killing it before that would
+    /// lose what it acknowledged alone, by design (docs/replication.md).
+    fn wait_for_standby(&self) {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let mut text = String::new();
+            if let Ok(mut http) = std::net::TcpStream::connect(self.metrics) {
+                let _ = http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                let _ = http.read_to_string(&mut text);
+            }
+            if text.contains("sequent_standby_attached 1\n")
+                && text.contains("sequent_replication_degraded 0\n")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the standby never caught up",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// SIGTERM and the exit status.
@@ -411,6 +442,7 @@ fn kill_9_the_primary_under_load_again_and_again() {
         nodes[primary].spawn(Some(replication));
         nodes[primary].expect_line("standby: following");
         std::mem::swap(&mut primary, &mut standby);
+        nodes[primary].wait_for_standby();
     }
 
     // One buyer sweeps the book: every order fills exactly once.

@@ -139,8 +139,8 @@ fn main() -> ExitCode {
     };
     let recovered = engine.recovered();
     println!(
-        "recovered: {} records replayed, sequence {}, digest {:016x}",
-        recovered.replayed, recovered.sequence, recovered.digest
+        "recovered: {} records replayed, sequence {}, digest {:016x}, from snapshot {}",
+        recovered.replayed, recovered.sequence, recovered.digest, recovered.snapshot
     );
     println!("term: {}", engine.term());
     println!("listening: {}", engine.address());

@@ -6,10 +6,10 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
-use clap::Parser;
 use crate::SimConfig;
 use crate::server::{Shared, local, spawn_acquirer_listener, spawn_admin_listener};
+use anyhow::Context;
+use clap::Parser;
 
 /// A SIMULATED external acquirer / card network for tests and demos, on loopback. Speaks framed
 /// ISO 8583 (docs/iso8583.md). Prints `listening: ADDR` (and `admin: ADDR`) when ready; reads

@@ -2,5 +2,7 @@
 //! or configuration, 1 when a socket cannot be bound.
 
 fn main() {
-    std::process::exit(sequent_acquirer_sim::cli::main_with_args(std::env::args_os()));
+    std::process::exit(sequent_acquirer_sim::cli::main_with_args(
+        std::env::args_os(),
+    ));
 }

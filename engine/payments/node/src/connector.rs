@@ -267,7 +267,9 @@ impl Connector {
                 );
             }
             Err(e) => {
-                self.metrics.connect_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 self.connect_at = Instant::now() + self.backoff;
                 self.backoff =
                     (self.backoff * 2).min(Duration::from_millis(self.link.reconnect_max_ms));
@@ -316,13 +318,9 @@ impl Connector {
                 AcquirerRequest::Capture { amount } => {
                     self.enqueue(ForwardKind::Capture, payment, attempt, amount, ts)
                 }
-                AcquirerRequest::Refund { amount, refund_no } => self.enqueue(
-                    ForwardKind::Refund(refund_no),
-                    payment,
-                    attempt,
-                    amount,
-                    ts,
-                ),
+                AcquirerRequest::Refund { amount, refund_no } => {
+                    self.enqueue(ForwardKind::Refund(refund_no), payment, attempt, amount, ts)
+                }
             },
             Job::Replayed {
                 payment,
@@ -367,12 +365,20 @@ impl Connector {
         }
     }
 
-    fn enqueue(&mut self, kind: ForwardKind, payment: PaymentId, attempt: u8, amount: u64, ts: u64) {
+    fn enqueue(
+        &mut self,
+        kind: ForwardKind,
+        payment: PaymentId,
+        attempt: u8,
+        amount: u64,
+        ts: u64,
+    ) {
         if kind == ForwardKind::Reversal {
-            self.metrics.reversals_queued.fetch_add(1, Ordering::Relaxed);
-            // The authorisation's answer no longer matters: the engine has given up on it.
-            self.pending
-                .retain(|_, p| !(p.payment == payment && p.attempt == attempt && p.timed_out));
+            // A timed-out authorisation stays in `pending`: its late answer is still reported
+            // (the engine records it as a late reply; the reversal stands).
+            self.metrics
+                .reversals_queued
+                .fetch_add(1, Ordering::Relaxed);
         }
         let stan = self.take_stan();
         self.queue.push_back(Forward {
@@ -475,7 +481,13 @@ impl Connector {
         }
         let rrn = edge::auth_rrn(payment, attempt);
         let message = self
-            .base(Mti::AuthorisationRequest, &auth, auth.amount, auth.stan, auth.ts)
+            .base(
+                Mti::AuthorisationRequest,
+                &auth,
+                auth.amount,
+                auth.stan,
+                auth.ts,
+            )
             .and_then(|mut m| {
                 m.set(37, &rrn).ok()?;
                 Self::with_private(&mut m, payment, &auth)?;
@@ -543,8 +555,13 @@ impl Connector {
         let auth_rrn = edge::auth_rrn(f.payment, f.attempt);
         match f.kind {
             ForwardKind::Reversal => {
-                let mut original =
-                    self.base(Mti::AuthorisationRequest, auth, auth.amount, auth.stan, auth.ts)?;
+                let mut original = self.base(
+                    Mti::AuthorisationRequest,
+                    auth,
+                    auth.amount,
+                    auth.stan,
+                    auth.ts,
+                )?;
                 original.set(37, &auth_rrn).ok()?;
                 Self::with_private(&mut original, f.payment, auth)?;
                 let mut m = Message::reversal_of(

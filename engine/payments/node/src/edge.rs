@@ -18,7 +18,9 @@ pub fn engine_token(token: &VaultToken) -> Option<Token> {
     match token.kind() {
         TokenKind::Ff1 => {
             let value: u64 = text.parse().ok()?;
-            Some(Token(FF1_MARK | ((text.len() as u128) << 64) | u128::from(value)))
+            Some(Token(
+                FF1_MARK | ((text.len() as u128) << 64) | u128::from(value),
+            ))
         }
         TokenKind::Random => {
             let hex = text.strip_prefix(sequent_vault::RANDOM_TOKEN_PREFIX)?;
@@ -172,7 +174,10 @@ mod tests {
     fn rrns_name_payment_and_attempt() {
         assert_eq!(auth_rrn(PaymentId(42), 2), "000000042A02");
         assert_eq!(parse_rrn("000000042A02"), Some((PaymentId(42), b'A', 2)));
-        assert_eq!(parse_rrn(&refund_rrn(PaymentId(7), 1)), Some((PaymentId(7), b'R', 1)));
+        assert_eq!(
+            parse_rrn(&refund_rrn(PaymentId(7), 1)),
+            Some((PaymentId(7), b'R', 1))
+        );
         assert_eq!(parse_rrn("00000004202"), None);
     }
 

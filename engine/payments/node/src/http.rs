@@ -17,7 +17,7 @@ use std::time::Duration;
 use sequent_payments::sim::acs::AcsSim;
 use sequent_payments::{
     AcquirerId, Bin, CreatePayment, Expiry, IdemKey, Input, MerchantId, Output, PaymentId,
-    PaymentView, ReconReport, Reason, Reply, ThreeDsResult, Token,
+    PaymentView, Reason, ReconReport, Reply, ThreeDsResult, Token,
 };
 use sequent_vault::{OsRng, Pan, Token as VaultToken, TokenError, Vault, VaultError};
 use serde_json::{Value, json};
@@ -138,7 +138,10 @@ pub fn serve(server: &tiny_http::Server, context: &HttpContext, stop: &AtomicBoo
 }
 
 fn handle(context: &HttpContext, mut request: tiny_http::Request) {
-    context.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    context
+        .metrics
+        .http_requests
+        .fetch_add(1, Ordering::Relaxed);
     let method = request.method().as_str().to_owned();
     let url = request.url().to_owned();
     let authorization = header(&request, "Authorization");
@@ -240,7 +243,11 @@ fn route(
         );
     }
     if path_known {
-        error(405, "method_not_allowed", "this path does not take that method")
+        error(
+            405,
+            "method_not_allowed",
+            "this path does not take that method",
+        )
     } else {
         error(404, "no_such_route", "no such path")
     }
@@ -299,9 +306,14 @@ fn dispatch(
     let key = edge::idem_key(key_text);
     match pattern {
         "/payments" => create(context, merchant, key, &json),
-        "/payments/{id}/capture" | "/payments/{id}/refund" | "/payments/{id}/void" => {
-            command(context, merchant, key, pattern, payment.unwrap_or_default(), &json)
-        }
+        "/payments/{id}/capture" | "/payments/{id}/refund" | "/payments/{id}/void" => command(
+            context,
+            merchant,
+            key,
+            pattern,
+            payment.unwrap_or_default(),
+            &json,
+        ),
         _ => error(404, "no_such_route", "no such path"),
     }
 }
@@ -351,7 +363,10 @@ fn view_json(context: &HttpContext, v: &PaymentView) -> Value {
 
 /// Seconds until `retry_at` (sequenced time ≈ wall time), at least 1.
 fn retry_after(retry_at: u64) -> u64 {
-    retry_at.saturating_sub(now_ns()).div_ceil(1_000_000_000).max(1)
+    retry_at
+        .saturating_sub(now_ns())
+        .div_ceil(1_000_000_000)
+        .max(1)
 }
 
 fn reply_answer(context: &HttpContext, reply: &Reply, created: bool) -> Answer {
@@ -430,8 +445,9 @@ fn parse_expiry(text: &str) -> Option<Expiry> {
     ((1..=12).contains(&m) && mm.len() == 2 && yy.len() == 2).then_some(Expiry(y * 100 + m))
 }
 
+/// The value of ASCII digits (`Pan::bin` and `Pan::last4` give ASCII).
 fn digits_value(d: &[u8]) -> u32 {
-    d.iter().fold(0, |acc, &x| acc * 10 + u32::from(x))
+    d.iter().fold(0, |acc, &x| acc * 10 + u32::from(x - b'0'))
 }
 
 /// The card of a create request: (token, BIN, last four, expiry, what the body hash sees).
@@ -444,7 +460,10 @@ fn card(context: &HttpContext, json: &Value) -> Result<(Token, Bin, u16, Expiry,
     match (json.get("card"), json.get("token")) {
         (Some(card), None) => {
             let Some(number) = card.get("number").and_then(Value::as_str) else {
-                return Err(field_error("card.number", "card number required, as a string"));
+                return Err(field_error(
+                    "card.number",
+                    "card number required, as a string",
+                ));
             };
             let Ok(pan) = Pan::parse(number) else {
                 return Err(ok(
@@ -522,7 +541,10 @@ fn card(context: &HttpContext, json: &Value) -> Result<(Token, Bin, u16, Expiry,
             let hashed = json!({ "token": text, "expiry": expiry.0 });
             Ok((engine, Bin(bin), last4, expiry, hashed))
         }
-        _ => Err(field_error("card", "send either card {number, expiry} or token")),
+        _ => Err(field_error(
+            "card",
+            "send either card {number, expiry} or token",
+        )),
     }
 }
 
@@ -673,7 +695,12 @@ fn command(
     }
 }
 
-fn challenge(context: &HttpContext, merchant: MerchantId, payment: PaymentId, body: &[u8]) -> Answer {
+fn challenge(
+    context: &HttpContext,
+    merchant: MerchantId,
+    payment: PaymentId,
+    body: &[u8],
+) -> Answer {
     let json: Value = serde_json::from_slice(body).unwrap_or(json!({}));
     let Some(otp) = json.get("otp").and_then(Value::as_u64) else {
         return field_error("otp", "the one-time code the cardholder typed, a number");
@@ -691,10 +718,15 @@ fn challenge(context: &HttpContext, merchant: MerchantId, payment: PaymentId, bo
         Err(a) => return a,
     }
     let Some(acs_trans_id) = crate::pipeline::challenge_of(&context.views, payment) else {
-        return error(409, "no_challenge", "this payment has no open 3-D Secure challenge");
+        return error(
+            409,
+            "no_challenge",
+            "this payment has no open 3-D Secure challenge",
+        );
     };
     // The browser came back (CRes), then the ACS's result (RReq), each a sequenced input.
-    let rreq = lock(&context.acs).answer_challenge(acs_trans_id, otp.min(u64::from(u32::MAX)) as u32);
+    let rreq =
+        lock(&context.acs).answer_challenge(acs_trans_id, otp.min(u64::from(u32::MAX)) as u32);
     if let Err(a) = call_silent(
         context,
         Input::ThreeDsCRes {
@@ -778,7 +810,11 @@ fn settle(context: &HttpContext, param: &str) -> Answer {
         return error(404, "unknown_acquirer", "no such acquirer");
     };
     let Some(admin) = link.admin else {
-        return error(409, "no_admin", "this acquirer has no admin address configured");
+        return error(
+            409,
+            "no_admin",
+            "this acquirer has no admin address configured",
+        );
     };
     let _ = std::fs::create_dir_all(&context.clearing_dir);
     let run = context.clearing_runs.fetch_add(1, Ordering::Relaxed);
@@ -812,6 +848,10 @@ fn reconciliation(context: &HttpContext, param: &str) -> Answer {
     };
     match lock(&context.views.reports).get(&link.id) {
         Some(r) => ok(200, report_json(r)),
-        None => error(404, "no_report", "no clearing file reconciled yet for this acquirer"),
+        None => error(
+            404,
+            "no_report",
+            "no clearing file reconciled yet for this acquirer",
+        ),
     }
 }

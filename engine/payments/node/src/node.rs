@@ -20,8 +20,8 @@ use crate::config::NodeConfig;
 use crate::connector::{Connector, Detokeniser, Job};
 use crate::http::{self, HttpContext};
 use crate::pipeline::{
-    CoreStage, Dispatcher, JournalStage, Metrics, OutputSlot, RECORD_KIND_INPUT, Sequencer,
-    Views, lock, run_reentry, run_timer,
+    CoreStage, Dispatcher, JournalStage, Metrics, OutputSlot, RECORD_KIND_INPUT, Sequencer, Views,
+    lock, run_reentry, run_timer,
 };
 
 /// Replayed reversals younger than this (sequenced time, before the last record) are sent
@@ -68,7 +68,10 @@ pub fn replay(
                 continue;
             }
             let input = Input::decode(entry.payload).map_err(|e| {
-                anyhow::anyhow!("journal record {} is not a payments input: {e}", entry.sequence)
+                anyhow::anyhow!(
+                    "journal record {} is not a payments input: {e}",
+                    entry.sequence
+                )
             })?;
             out.clear();
             engine.handle(entry.sequence, entry.timestamp_ns, &input, &mut out);
@@ -147,7 +150,12 @@ impl Node {
                 ..JournalOptions::default()
             },
         )
-        .with_context(|| format!("cannot open the journal in {}", config.journal.dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the journal in {}",
+                config.journal.dir.display()
+            )
+        })?;
         if let Some(t) = &writer.open_report().truncated {
             eprintln!("sequent-payments-gateway: journal: {t:?}");
         }

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use sequent_journal::{DurableWatch, Writer};
 use sequent_payments::sim::acs::AcsSim;
 use sequent_payments::{
-    AcquirerId, Input, Output, Payments, PaymentId, ReconReport, ThreeDsRequest,
+    AcquirerId, Input, Output, PaymentId, Payments, ReconReport, ThreeDsRequest,
 };
 use sequent_ring::{EventHandler, Producer, SingleProducer};
 

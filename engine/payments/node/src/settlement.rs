@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(rows[0].date, 20_261_124);
         assert!(matches!(
             parse_clearing("h\nacq,1,2,x,978,auth,2026-01-01\n"),
-            Err(SettlementError::Parse { line: 2, column: "amount_minor" })
+            Err(SettlementError::Parse {
+                line: 2,
+                column: "amount_minor"
+            })
         ));
     }
 }

@@ -94,7 +94,7 @@ pub struct Node {
     stop: Arc<AtomicBool>,
     sequencer: Arc<Sequencer>,
     metrics: Arc<Metrics>,
-    final_digest: Arc<Mutex<Option<(u64, [u8; 32])>>>,
+    final_digest: crate::pipeline::FinalDigest,
     threads: Vec<JoinHandle<()>>,
     server: Arc<tiny_http::Server>,
 }

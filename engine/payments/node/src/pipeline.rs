@@ -356,6 +356,9 @@ impl EventHandler<InputSlot> for JournalStage {
     }
 }
 
+/// The last sequence and the engine's digest, written by the core stage when it stops.
+pub type FinalDigest = Arc<Mutex<Option<(u64, [u8; 32])>>>;
+
 /// Runs `Payments::handle` and publishes its outputs.
 #[derive(Debug)]
 pub struct CoreStage {
@@ -368,7 +371,7 @@ pub struct CoreStage {
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The digest when the stage stopped.
-    pub final_digest: Arc<Mutex<Option<(u64, [u8; 32])>>>,
+    pub final_digest: FinalDigest,
     /// Last sequence applied.
     pub last_seq: u64,
 }

@@ -19,7 +19,10 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Everything produced that the PAN scan reads.
 #[derive(Default, Clone)]
-pub struct Capture(pub Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+pub struct Capture(pub Arc<Mutex<Vec<Captured>>>);
+
+/// What produced it, and the bytes.
+pub type Captured = (String, Vec<u8>);
 
 impl Capture {
     pub fn add(&self, what: &str, bytes: &[u8]) {

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acquirer;
+pub mod cli;
 pub mod config;
 pub mod server;
 

@@ -1293,6 +1293,10 @@ struct Gateway {
     waker: Arc<mio::Waker>,
     /// `[snapshots] on_stop`.
     snapshot_on_stop: bool,
+    /// True while an input is being published (see `sequence_input`).
+    sequencing: bool,
+    /// Connections to close once the input being sequenced is published (capacity: all).
+    deferred_closes: Vec<usize>,
 }
 
 impl Gateway {
@@ -1349,6 +1353,8 @@ impl Gateway {
             replication,
             waker,
             snapshot_on_stop: config.snapshots.on_stop,
+            sequencing: false,
+            deferred_closes: Vec::with_capacity(slots),
         })
     }
 
@@ -1384,6 +1390,7 @@ impl Gateway {
                 self.request_snapshot()?;
             }
             let busy = self.pump_outputs();
+            self.close_deferred()?;
             let timeout = if busy || !self.held.is_empty() {
                 Duration::from_micros(200)
             } else {
@@ -1409,6 +1416,7 @@ impl Gateway {
                 if event.is_writable() {
                     self.flush(index)?;
                 }
+                self.close_deferred()?;
             }
         }
         self.shut_down()?;
@@ -1496,29 +1504,14 @@ impl Gateway {
     fn sequence_input(&mut self, input: Input) -> anyhow::Result<()> {
         let ts = self.clock();
         let journal_sequence = self.next_sequence;
-        loop {
-            let Some(producer) = self.input.as_mut() else {
-                bail!("the input ring is closed");
-            };
-            match producer.try_publish(|slot| {
-                slot.journal_sequence = journal_sequence;
-                slot.ts = ts;
-                slot.input = input;
-                slot.last = false;
-                slot.snapshot = false;
-            }) {
-                Ok(_) => break,
-                // Full: the core may be waiting for room in the output ring, which only this
-                // thread empties, so empty it before trying again (never block here).
-                Err(TryPublishError::Full) => {
-                    self.pump_outputs();
-                    std::thread::yield_now();
-                }
-                Err(TryPublishError::Halted(halted)) => {
-                    bail!("the pipeline stopped: {halted:?}")
-                }
-            }
-        }
+        // While this input waits for ring space the gateway empties the output ring, which may
+        // cut a connection off; that close (and the disconnection it sequences) waits until this
+        // input is published: a nested sequencing would reuse `journal_sequence`, and a nested
+        // close would clear the read buffer a caller is decoding.
+        self.sequencing = true;
+        let published = self.publish_input(journal_sequence, ts, input);
+        self.sequencing = false;
+        published?;
         self.next_sequence += 1;
         self.metrics.inputs.fetch_add(1, Ordering::Relaxed);
         if let Some(producer) = self.input.as_ref() {
@@ -1531,9 +1524,56 @@ impl Gateway {
         Ok(())
     }
 
+    /// Closes the connections cut off while an input was being sequenced.
+    fn close_deferred(&mut self) -> anyhow::Result<()> {
+        while let Some(index) = self.deferred_closes.pop() {
+            self.close(index)?;
+        }
+        Ok(())
+    }
+
+    fn publish_input(
+        &mut self,
+        journal_sequence: u64,
+        ts: u64,
+        input: Input,
+    ) -> anyhow::Result<()> {
+        loop {
+            let Some(producer) = self.input.as_mut() else {
+                bail!("the input ring is closed");
+            };
+            match producer.try_publish(|slot| {
+                slot.journal_sequence = journal_sequence;
+                slot.ts = ts;
+                slot.input = input;
+                slot.last = false;
+                slot.snapshot = false;
+            }) {
+                Ok(_) => return Ok(()),
+                // Full: the core may be waiting for room in the output ring, which only this
+                // thread empties, so empty it before trying again (never block here).
+                Err(TryPublishError::Full) => {
+                    self.pump_outputs();
+                    std::thread::yield_now();
+                }
+                Err(TryPublishError::Halted(halted)) => {
+                    bail!("the pipeline stopped: {halted:?}")
+                }
+            }
+        }
+    }
+
     /// Asks the core stage for a snapshot as of the last sequenced input (a control slot: not
     /// journaled, not applied).
     fn request_snapshot(&mut self) -> anyhow::Result<()> {
+        self.sequencing = true;
+        let published = self.publish_snapshot_request();
+        self.sequencing = false;
+        published?;
+        self.close_deferred()
+    }
+
+    fn publish_snapshot_request(&mut self) -> anyhow::Result<()> {
         let journal_sequence = self.next_sequence - 1;
         loop {
             let Some(producer) = self.input.as_mut() else {
@@ -1720,8 +1760,16 @@ impl Gateway {
         Ok(())
     }
 
-    /// Closes a connection and sequences its disconnection.
+    /// Closes a connection and sequences its disconnection (later, when an input is being
+    /// sequenced right now: see `sequence_input`).
     fn close(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.sequencing {
+            self.connections[index].closing = true;
+            if !self.deferred_closes.contains(&index) {
+                self.deferred_closes.push(index);
+            }
+            return Ok(());
+        }
         let connection = &mut self.connections[index];
         let Some(mut stream) = connection.stream.take() else {
             return Ok(());

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use sequent_node::config::{EngineConfig, FeedSection, SendName};
+use sequent_node::config::{
+    CoresSection, EngineConfig, FeedSection, SendName, WaitName, WaitSection,
+};
 use sequent_node::engine::Engine;
 use sequent_node::load::{LoadConfig, LoadOptions, LoadReport};
 use sequent_node::protocol::{
@@ -283,6 +285,10 @@ pub struct SteppedConfig {
     pub repeats: usize,
     pub seed: u64,
     pub dir: std::path::PathBuf,
+    /// Cores for the engine's gateway, journal and core threads; when set they are pinned there
+    /// and the journal and core stages busy-spin (a many-core machine); else the engine's
+    /// defaults (unpinned, blocking waits).
+    pub engine_cores: Option<[usize; 3]>,
 }
 
 /// One (target, rate) of a stepped run: every repeat's histograms, for the caller to summarize.
@@ -291,7 +297,10 @@ pub struct Step {
     /// `echo`, `engine-match` or `engine-durable`.
     pub target: &'static str,
     pub offered: u64,
+    /// The repeats that completed.
     pub runs: Vec<StepRun>,
+    /// Why the step stopped short (the target reset a connection, lost answers, …).
+    pub error: Option<String>,
 }
 
 /// One repeat of a step.
@@ -316,6 +325,9 @@ pub fn run_stepped(
     mut progress: impl FnMut(&Step),
 ) -> anyhow::Result<Vec<Step>> {
     let mut steps = Vec::new();
+    // Targets that failed a step (a connection reset under overload, answers lost): the knee is
+    // there, and higher rates are not run against them.
+    let mut broken: Vec<&str> = Vec::new();
     for &offered in &config.rates {
         let load = LoadConfig {
             sessions: config.sessions,
@@ -327,70 +339,103 @@ pub fn run_stepped(
                 target,
                 offered,
                 runs: Vec::new(),
+                error: None,
             };
-            for repeat in 0..config.repeats.max(1) {
-                let options = LoadOptions {
-                    seed: config.seed + repeat as u64,
-                    market_data: None,
-                };
-                let report = if target == "echo" {
-                    let echo = Echo::start()?;
-                    let report = sequent_node::load::run_with(echo.address, &load, &options)?;
-                    echo.stop();
-                    report
-                } else {
-                    let dir = config.dir.join(format!(
-                        "sequent-bench-report-engine-{}-{offered}-{target}-{repeat}",
-                        std::process::id()
-                    ));
-                    let _ = std::fs::remove_dir_all(&dir);
-                    let line = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_udp_port()?);
-                    let mut engine_config =
-                        EngineConfig::loopback(&dir, target == "engine-durable");
-                    engine_config.feed = Some(FeedSection {
-                        line_a: line,
-                        line_b: None,
-                        interface: Ipv4Addr::LOCALHOST,
-                        ttl: 1,
-                        send: SendName::Send,
-                        retransmit: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-                        snapshot: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-                        history_packets: 65_536,
-                    });
-                    let engine = Engine::start(&engine_config)?;
-                    let options = LoadOptions {
-                        market_data: Some(line),
-                        ..options
-                    };
-                    let report = sequent_node::load::run_with(engine.address(), &load, &options);
-                    engine.shutdown()?;
-                    let _ = std::fs::remove_dir_all(&dir);
-                    let report = report?;
-                    anyhow::ensure!(
-                        report.acked + report.rejected == report.sent,
-                        "{target} at {offered}/s: {} orders sent, {} answered",
-                        report.sent,
-                        report.acked + report.rejected
-                    );
-                    report
-                };
-                let is_engine = target != "echo";
-                step.runs.push(StepRun {
-                    // Offered × the share the target sustained: the sender never slows down (open
-                    // loop), so what falls short shows as answers trailing the schedule.
-                    achieved_per_sec: offered as f64 * report.sustained_share(),
-                    sent: report.sent,
-                    md_ticks: report.md_ticks,
-                    send_lag_max_ns: report.send_lag_max_ns,
-                    md: is_engine.then_some(report.md_latency),
-                    ack: report.latency,
-                });
+            if broken.contains(&target) {
+                step.error = Some("broke at a lower rate: not run".to_owned());
+            } else {
+                for repeat in 0..config.repeats.max(1) {
+                    match run_once(config, target, offered, &load, repeat) {
+                        Ok(run) => step.runs.push(run),
+                        Err(error) => {
+                            step.error = Some(format!("{error:#}"));
+                            broken.push(target);
+                            break;
+                        }
+                    }
+                }
             }
             progress(&step);
             steps.push(step);
         }
     }
     Ok(steps)
+}
+
+/// One load run against one target.
+fn run_once(
+    config: &SteppedConfig,
+    target: &str,
+    offered: u64,
+    load: &LoadConfig,
+    repeat: usize,
+) -> anyhow::Result<StepRun> {
+    let options = LoadOptions {
+        seed: config.seed + repeat as u64,
+        market_data: None,
+    };
+    let report = if target == "echo" {
+        let echo = Echo::start()?;
+        let report = sequent_node::load::run_with(echo.address, load, &options);
+        echo.stop();
+        report?
+    } else {
+        let dir = config.dir.join(format!(
+            "sequent-bench-report-engine-{}-{offered}-{target}-{repeat}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let line = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_udp_port()?);
+        let mut engine_config = EngineConfig::loopback(&dir, target == "engine-durable");
+        if let Some([gateway, journal, core]) = config.engine_cores {
+            engine_config.cores = CoresSection {
+                gateway: Some(gateway),
+                journal: Some(journal),
+                core: Some(core),
+            };
+            engine_config.wait = WaitSection {
+                journal: WaitName::Spin,
+                core: WaitName::Spin,
+            };
+        }
+        engine_config.feed = Some(FeedSection {
+            line_a: line,
+            line_b: None,
+            interface: Ipv4Addr::LOCALHOST,
+            ttl: 1,
+            send: SendName::Send,
+            retransmit: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            snapshot: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            history_packets: 65_536,
+        });
+        let engine = Engine::start(&engine_config)?;
+        let options = LoadOptions {
+            market_data: Some(line),
+            ..options
+        };
+        let report = sequent_node::load::run_with(engine.address(), load, &options);
+        let shutdown = engine.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = report?;
+        shutdown?;
+        anyhow::ensure!(
+            report.acked + report.rejected == report.sent,
+            "{target} at {offered}/s: {} orders sent, {} answered",
+            report.sent,
+            report.acked + report.rejected
+        );
+        report
+    };
+    Ok(StepRun {
+        // Offered × the share the target sustained: the sender never slows down (open loop), so
+        // what falls short shows as answers trailing the schedule.
+        achieved_per_sec: offered as f64 * report.sustained_share(),
+        sent: report.sent,
+        md_ticks: report.md_ticks,
+        send_lag_max_ns: report.send_lag_max_ns,
+        md: (target != "echo").then_some(report.md_latency),
+        ack: report.latency,
+    })
 }
 
 /// A UDP port free at the time of asking (the engine binds it as its feed line's destination).

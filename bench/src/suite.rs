@@ -146,43 +146,43 @@ pub const SCENARIOS: &[Entry] = &[
     Entry {
         name: "baseline",
         what: "the harness alone: an open-loop schedule that does nothing, timed from each intended time",
-        estimate_secs: [1, 10, 30],
+        estimate_secs: [1, 8, 40],
         kind: Kind::Built(baseline),
     },
     Entry {
         name: "ring",
         what: "sequent-ring beside disruptor and rtrb: 1p1c open-loop latency and 1p1c throughput",
-        estimate_secs: [2, 20, 90],
+        estimate_secs: [2, 15, 90],
         kind: Kind::Built(ring),
     },
     Entry {
         name: "journal",
         what: "sequent-journal beside write(2)/fdatasync/BufReader/rtrb baselines (sequent-bench journal)",
-        estimate_secs: [3, 45, 180],
+        estimate_secs: [3, 30, 180],
         kind: Kind::Built(journal),
     },
     Entry {
         name: "matching",
         what: "sequent-matching beside lobster on one seeded stream: throughput and open-loop latency",
-        estimate_secs: [2, 30, 120],
+        estimate_secs: [2, 15, 120],
         kind: Kind::Built(matching),
     },
     Entry {
         name: "engine",
         what: "sequent-engine over loopback TCP at stepped rates: intended send → ack and → market-data tick, beside an echo floor",
-        estimate_secs: [6, 60, 240],
+        estimate_secs: [10, 60, 400],
         kind: Kind::Built(engine),
     },
     Entry {
         name: "feed",
         what: "ITCH decoding beside itchy; publish → subscriber one-way latency on loopback",
-        estimate_secs: [2, 20, 60],
+        estimate_secs: [3, 8, 60],
         kind: Kind::Built(feed),
     },
     Entry {
         name: "ledger",
         what: "sequent-ledger transfers in memory and with group commit (PostgreSQL peer: `sequent-bench ledger`)",
-        estimate_secs: [2, 15, 60],
+        estimate_secs: [1, 5, 60],
         kind: Kind::Built(ledger),
     },
     Entry {
@@ -198,6 +198,10 @@ pub const SCENARIOS: &[Entry] = &[
         kind: Kind::NotBuiltYet("being built on another branch: add its run function here"),
     },
 ];
+
+/// The engine scenario pins the engine's three stages (and busy-spins them) only with at least
+/// this many cores in the pin plan: three for the engine, the rest for the load.
+pub const ENGINE_PIN_CORES_MIN: usize = 8;
 
 /// Runs the scenarios, writes every file, returns the report. `log` sees progress and warnings.
 pub fn run(
@@ -449,7 +453,7 @@ fn keep_hgrm(ctx: &Ctx<'_>, scenario: &str, series: &mut Series, hist: &Histogra
 
 fn baseline(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
     let mode = ctx.config.mode;
-    let (rate, samples) = mode.pick((20_000, 4_000), (100_000, 300_000), (100_000, 2_000_000));
+    let (rate, samples) = mode.pick((20_000, 4_000), (100_000, 100_000), (100_000, 1_000_000));
     let core = ctx.config.pin_plan.first().copied();
     let mut result = ScenarioResult::new("baseline", "", Status::Measured);
     result.threads = 1;
@@ -711,15 +715,32 @@ fn engine(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
         sessions: mode.pick(2, 4, 8),
         rates: mode.pick(
             vec![2_000, 8_000],
-            vec![10_000, 40_000, 125_000, 250_000],
+            vec![25_000, 125_000, 500_000],
             vec![125_000, 1_000_000, 3_000_000, 5_000_000],
         ),
-        seconds: mode.pick(0.3, 1.5, 5.0),
+        seconds: mode.pick(0.3, 1.0, 5.0),
         repeats: ctx.config.repeats(),
         seed: ctx.config.seed,
         dir: ctx.config.scratch.clone(),
+        // Pin the engine only where its three stages can have a core each and the load still
+        // has cores left: the last three of the plan.
+        engine_cores: match ctx.config.pin_plan.as_slice() {
+            plan if plan.len() >= ENGINE_PIN_CORES_MIN => {
+                let n = plan.len();
+                Some([plan[n - 3], plan[n - 2], plan[n - 1]])
+            }
+            _ => None,
+        },
     };
     let steps = run_stepped(&config, |step| {
+        if let Some(error) = &step.error {
+            (ctx.log)(&format!(
+                "  {:<15} offered {:>6}/s  stopped: {error}",
+                step.target,
+                format_rate(step.offered)
+            ));
+            return;
+        }
         let p99: Vec<String> = step
             .runs
             .iter()
@@ -742,13 +763,33 @@ fn engine(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
     // Load: a sender and a receiver per session, a subscriber; the engine: gateway, journal, core,
     // housekeeper, feed publisher.
     result.threads = 2 * config.sessions as usize + 1 + 5;
-    result.wait =
-        "blocking reads and sleeps (load); the engine's configured wait strategies".to_owned();
+    result.pinned = config.engine_cores.is_some();
+    result.wait = match config.engine_cores {
+        Some(cores) => format!(
+            "load: blocking reads and sleeps, unpinned; engine: gateway, journal, core pinned to {cores:?}, journal and core busy-spin"
+        ),
+        None => "load: blocking reads and sleeps; engine: unpinned, journal and core park on a futex (its defaults)".to_owned(),
+    };
     // Per target: (offered/s, achieved/s, p99 ns) per step, for the knee.
     type Steps<'a> = Vec<(&'a str, Vec<(u64, f64, u64)>)>;
     let mut knee_steps: Steps<'_> = Vec::new();
     let mut send_lag_max_ns = 0;
     for step in &steps {
+        if let Some(error) = &step.error {
+            result.notes.push(format!(
+                "{} at {}/s: {error} ({} of {} runs done)",
+                step.target,
+                format_rate(step.offered),
+                step.runs.len(),
+                config.repeats
+            ));
+            let bad = (step.offered, 0.0, u64::MAX);
+            match knee_steps.iter_mut().find(|(t, _)| *t == step.target) {
+                Some((_, v)) => v.push(bad),
+                None => knee_steps.push((step.target, vec![bad])),
+            }
+            continue;
+        }
         let achieved: Vec<f64> = step.runs.iter().map(|r| r.achieved_per_sec).collect();
         let acks: Vec<Histogram<u64>> = step.runs.iter().map(|r| r.ack.clone()).collect();
         let (mut series, hist) = series_from_runs(
@@ -795,8 +836,15 @@ fn engine(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
             ));
         }
     }
-    for (target, steps) in &knee_steps {
-        result.knees.push(find_knee(target, steps));
+    for (target, target_steps) in &knee_steps {
+        let mut knee = find_knee(target, target_steps);
+        let failed = steps.iter().find(|s| {
+            s.target == *target && Some(s.offered) == knee.first_bad_per_sec && s.error.is_some()
+        });
+        if let Some(error) = failed.and_then(|s| s.error.as_ref()) {
+            knee.why = format!("the step failed: {error}");
+        }
+        result.knees.push(knee);
     }
     for target in ["engine-match", "engine-durable"] {
         let at = |t: &str| {

@@ -309,9 +309,11 @@ pub fn run(
             if series.runs > 1 && series.spread_pct > SPREAD_WARN_PCT {
                 warn(
                     format!(
-                        "{} / {}: the {} runs spread {:.0} % (> {SPREAD_WARN_PCT:.0} %): \
+                        "{}: the {} runs spread {:.0} % (> {SPREAD_WARN_PCT:.0} %): \
                          treat its figures as rough",
-                        entry.name, series.label, series.runs, series.spread_pct
+                        series.key(entry.name),
+                        series.runs,
+                        series.spread_pct
                     ),
                     &mut warnings,
                 );
@@ -675,6 +677,10 @@ fn matching(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
     })
     .map_err(anyhow::Error::msg)?;
     let mut result = ScenarioResult::new("matching", "", Status::Measured);
+    result.notes.push(format!(
+        "open-loop rows: the median of {} runs by p99 (the matching module keeps no spread; runs shows 1)",
+        config.repeats
+    ));
     result.threads = 1;
     result.wait = "none (single thread, open-loop schedule in virtual send times)".to_owned();
     for row in &rows {
@@ -685,13 +691,16 @@ fn matching(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
         };
         let mut series = series_from_figures(
             label,
-            "intended send → applied",
+            if row.rate > 0 {
+                "intended send → applied (median run by p99)"
+            } else {
+                "per operation, closed loop"
+            },
             Some(row.ops_per_sec as f64),
             row.ops,
             Some([row.p50_ns, row.p99_ns, row.p999_ns, row.max_ns]),
         );
         series.offered_per_sec = (row.rate > 0).then_some(row.rate);
-        series.runs = ctx.config.repeats();
         result.series.push(series);
         if let Some(ratio) = row.vs_peer
             && row.imp == Impl::Sequent.name()
@@ -980,16 +989,31 @@ pub fn block_markers(name: &str) -> (String, String) {
 }
 
 /// Replaces the text between the `name` markers of `page` with `body`; everything outside the
-/// markers is kept byte for byte. `None` when the page has no such block (or its end marker comes
-/// first): the caller says so instead of appending somewhere surprising.
+/// markers is kept byte for byte. A marker counts only as a whole line, so prose that quotes it
+/// (in backticks, say) is never taken for it. `None` when the page has no such block (or its end
+/// comes first): the caller says so instead of appending somewhere surprising.
 #[must_use]
 pub fn replace_block(page: &str, name: &str, body: &str) -> Option<String> {
     let (begin, end) = block_markers(name);
-    let start = page.find(&begin)? + begin.len();
-    let stop = start + page[start..].find(&end)?;
+    // Byte offset of the end of the first line equal to `marker` at or after `from`, and of its
+    // start.
+    let find_line = |marker: &str, from: usize| -> Option<(usize, usize)> {
+        let mut at = from;
+        for line in page[from..].split_inclusive('\n') {
+            if line.trim_end_matches(['\n', '\r']) == marker {
+                return Some((at, at + line.len()));
+            }
+            at += line.len();
+        }
+        None
+    };
+    let (_, start) = find_line(&begin, 0)?;
+    let (stop, _) = find_line(&end, start)?;
     let mut out = String::with_capacity(page.len() + body.len());
     out.push_str(&page[..start]);
-    out.push('\n');
+    if !page[..start].ends_with('\n') {
+        out.push('\n');
+    }
     out.push_str(body.trim_end());
     out.push('\n');
     out.push_str(&page[stop..]);
@@ -1357,8 +1381,14 @@ mod tests {
         // Idempotent: the same body again gives the same page.
         assert_eq!(replace_block(&new, "summary", "new table").unwrap(), new);
         assert_eq!(replace_block(page, "other", "x"), None);
-        let reversed = "<!-- sequent-bench report: summary end --> <!-- sequent-bench report: summary begin -->";
+        let reversed = "<!-- sequent-bench report: summary end -->\n<!-- sequent-bench report: summary begin -->\n";
         assert_eq!(replace_block(reversed, "summary", "x"), None);
+        // Prose that quotes a marker inline is not a marker.
+        let quoted = "see `<!-- sequent-bench report: summary begin -->` below\n<!-- sequent-bench report: summary begin -->\n<!-- sequent-bench report: summary end -->\n";
+        assert_eq!(
+            replace_block(quoted, "summary", "x").unwrap(),
+            "see `<!-- sequent-bench report: summary begin -->` below\n<!-- sequent-bench report: summary begin -->\nx\n<!-- sequent-bench report: summary end -->\n"
+        );
     }
 
     #[test]

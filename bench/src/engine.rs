@@ -345,7 +345,7 @@ pub fn run_stepped(
                 step.error = Some("broke at a lower rate: not run".to_owned());
             } else {
                 for repeat in 0..config.repeats.max(1) {
-                    match run_once(config, target, offered, &load, repeat) {
+                    match run_once_with_deadline(config, target, offered, load, repeat) {
                         Ok(run) => step.runs.push(run),
                         Err(error) => {
                             step.error = Some(format!("{error:#}"));
@@ -360,6 +360,41 @@ pub fn run_stepped(
         }
     }
     Ok(steps)
+}
+
+/// Longest a load run may take beyond its sending time before the step counts as hung: the
+/// load's own drain waits at most 5 s, the engine's shutdown a few more.
+const STEP_GRACE: Duration = Duration::from_secs(30);
+
+/// [`run_once`] on its own thread, given up after the run's time plus [`STEP_GRACE`]: a target
+/// that hangs (a stage that panicked, a shutdown that never ends) becomes this step's error, not
+/// a report that never ends. The abandoned thread is left behind; the process exits after the
+/// report.
+fn run_once_with_deadline(
+    config: &SteppedConfig,
+    target: &'static str,
+    offered: u64,
+    load: LoadConfig,
+    repeat: usize,
+) -> anyhow::Result<StepRun> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let config_owned = config.clone();
+    let deadline = load.duration + STEP_GRACE;
+    std::thread::Builder::new()
+        .name(format!("step-{target}-{offered}"))
+        .spawn(move || {
+            let _ = done.send(run_once(&config_owned, target, offered, &load, repeat));
+        })?;
+    match result.recv_timeout(deadline) {
+        Ok(outcome) => outcome,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(anyhow::anyhow!(
+            "no result {} s after the load started: the target hung",
+            deadline.as_secs()
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(anyhow::anyhow!("the load run panicked"))
+        }
+    }
 }
 
 /// One load run against one target.

@@ -182,6 +182,9 @@ fn chart<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(axes.x_desc)
         .y_desc(axes.y_desc)
+        // Few labels: a log axis labels every minor tick otherwise, and they overlap.
+        .x_labels(6)
+        .y_labels(8)
         .x_label_formatter(axes.x_label)
         .y_label_formatter(&|v: &f64| format_us(*v))
         .label_style((FONT_FAMILY, 13))

@@ -92,9 +92,9 @@ pub fn render(a: &RunReport, b: &RunReport, a_name: &str, b_name: &str) -> Strin
     let _ = writeln!(out, "\nB/A per percentile (<1: B faster)");
     let mut header = format!("{:<52}", "series");
     for p in SUMMARY_PERCENTILES {
-        let _ = write!(header, " {:>20}", format!("p{p}"));
+        let _ = write!(header, " {:>22}", format!("p{p}"));
     }
-    let _ = write!(header, " {:>20}", "max");
+    let _ = write!(header, " {:>22}", "max");
     let _ = writeln!(out, "{header}");
     let mut only_a = Vec::new();
     for sa in &a.scenarios {
@@ -137,12 +137,12 @@ pub fn render(a: &RunReport, b: &RunReport, a_name: &str, b_name: &str) -> Strin
                 } else {
                     format!("{}→{} {}", format_ns(va), format_ns(vb), ratio_text(va, vb))
                 };
-                let _ = write!(line, " {cell:>20}");
+                let _ = write!(line, " {cell:>22}");
             }
             let (ma, mb) = (series_a.latency.max_ns, series_b.latency.max_ns);
             let _ = write!(
                 line,
-                " {:>20}",
+                " {:>22}",
                 format!("{}→{} {}", format_ns(ma), format_ns(mb), ratio_text(ma, mb))
             );
             let _ = writeln!(out, "{}", line.trim_end());

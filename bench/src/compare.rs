@@ -201,6 +201,69 @@ pub fn render(a: &RunReport, b: &RunReport, a_name: &str, b_name: &str) -> Strin
     out
 }
 
+/// Percentile spectra of A and B on one chart per scenario (SVG and PNG under `dir`): for each
+/// series both runs measured, at the scenario's lowest step, the A line and the B line. Returns
+/// the files written.
+pub fn plot(
+    a: &RunReport,
+    b: &RunReport,
+    dir: &Path,
+) -> Result<Vec<std::path::PathBuf>, crate::plot::PlotError> {
+    use crate::plot::{Line, spectrum};
+    let mut files = Vec::new();
+    for sa in &a.scenarios {
+        let Some(sb) = b.scenarios.iter().find(|s| s.name == sa.name) else {
+            continue;
+        };
+        let lowest = sa
+            .series
+            .iter()
+            .filter(|s| s.latency.spectrum.len() >= 2)
+            .map(|s| s.offered_per_sec)
+            .min();
+        let Some(rate) = lowest else { continue };
+        let mut lines = Vec::new();
+        for series_a in sa
+            .series
+            .iter()
+            .filter(|s| s.offered_per_sec == rate && s.latency.spectrum.len() >= 2)
+        {
+            let key = series_a.key(&sa.name);
+            let Some(series_b) = sb.series.iter().find(|s| s.key(&sb.name) == key) else {
+                continue;
+            };
+            for (run, series) in [("A", series_a), ("B", series_b)] {
+                lines.push(Line {
+                    label: format!("{run}: {}", series.label),
+                    points: series
+                        .latency
+                        .spectrum
+                        .iter()
+                        .map(|p| (p.percentile, p.value_ns as f64))
+                        .collect(),
+                });
+            }
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        let title = match rate {
+            Some(r) => format!(
+                "{}: A against B at {}/s",
+                sa.name,
+                crate::report::format_rate(r)
+            ),
+            None => format!("{}: A against B", sa.name),
+        };
+        files.extend(spectrum(
+            &dir.join(format!("compare-{}", sa.name)),
+            &title,
+            &lines,
+        )?);
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +339,15 @@ mod tests {
             text.contains("A    0.50  B    0.50  echo p99 / engine p99"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn both_runs_share_one_chart_per_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = plot(&report("X", 1_000), &report("X", 2_000), dir.path()).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(svg.contains("\nA: engine-match ack\n") && svg.contains("\nB: engine-match ack\n"));
     }
 
     #[test]

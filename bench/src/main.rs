@@ -150,6 +150,9 @@ struct CompareArgs {
     a: std::path::PathBuf,
     /// The second run's report.json (B); ratios are B/A.
     b: std::path::PathBuf,
+    /// Also draw A's and B's percentile spectra on one chart per scenario (SVG and PNG) here.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -438,6 +441,18 @@ fn compare(args: &CompareArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(dir) = &args.plot {
+        let written = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| sequent_bench::compare::plot(&a, &b, dir).map_err(|e| e.to_string()));
+        match written {
+            Ok(files) => eprintln!("{} chart files under {}", files.len(), dir.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     write_stdout(&render(
         &a,
         &b,

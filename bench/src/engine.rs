@@ -17,14 +17,17 @@
 //! (above 1 the target is as fast as the floor).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sequent_node::config::EngineConfig;
+use hdrhistogram::Histogram;
+use sequent_node::config::{
+    CoresSection, EngineConfig, FeedSection, SendName, WaitName, WaitSection,
+};
 use sequent_node::engine::Engine;
-use sequent_node::load::{LoadConfig, LoadReport};
+use sequent_node::load::{LoadConfig, LoadOptions, LoadReport};
 use sequent_node::protocol::{
     ClientMessage, Decoded, EngineMessage, FRAME_LEN_MAX, LoginAcceptedBody, OrderReplyBody,
     decode_client, encode_engine,
@@ -270,4 +273,209 @@ pub fn render_markdown(
         ));
     }
     out
+}
+
+/// What [`run_stepped`] runs: every target at every offered rate, `repeats` times.
+#[derive(Debug, Clone)]
+pub struct SteppedConfig {
+    pub sessions: u32,
+    /// Offered rates, orders/s in all, rising.
+    pub rates: Vec<u64>,
+    pub seconds: f64,
+    pub repeats: usize,
+    pub seed: u64,
+    pub dir: std::path::PathBuf,
+    /// Cores for the engine's gateway, journal and core threads; when set they are pinned there
+    /// and the journal and core stages busy-spin (a many-core machine); else the engine's
+    /// defaults (unpinned, blocking waits).
+    pub engine_cores: Option<[usize; 3]>,
+}
+
+/// One (target, rate) of a stepped run: every repeat's histograms, for the caller to summarize.
+#[derive(Debug)]
+pub struct Step {
+    /// `echo`, `engine-match` or `engine-durable`.
+    pub target: &'static str,
+    pub offered: u64,
+    /// The repeats that completed.
+    pub runs: Vec<StepRun>,
+    /// Why the step stopped short (the target reset a connection, lost answers, …).
+    pub error: Option<String>,
+}
+
+/// One repeat of a step.
+#[derive(Debug)]
+pub struct StepRun {
+    /// Offered × [`LoadReport::sustained_share`].
+    pub achieved_per_sec: f64,
+    /// Intended send → acknowledgement.
+    pub ack: Histogram<u64>,
+    /// Intended send → the order's `AddOrder` on the feed (engines only).
+    pub md: Option<Histogram<u64>>,
+    pub md_ticks: u64,
+    pub sent: u64,
+    pub send_lag_max_ns: u64,
+}
+
+/// The stepped-rate engine scenario of `sequent-bench report`: the echo floor, then the engine
+/// with replies released after matching and held until durable, each with market data on a
+/// unicast loopback line and a subscriber timing the ticks.
+pub fn run_stepped(
+    config: &SteppedConfig,
+    mut progress: impl FnMut(&Step),
+) -> anyhow::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    // Targets that failed a step (a connection reset under overload, answers lost): the knee is
+    // there, and higher rates are not run against them.
+    let mut broken: Vec<&str> = Vec::new();
+    for &offered in &config.rates {
+        let load = LoadConfig {
+            sessions: config.sessions,
+            rate_per_session: (offered / u64::from(config.sessions)).max(1),
+            duration: Duration::from_secs_f64(config.seconds),
+        };
+        for target in ["echo", "engine-match", "engine-durable"] {
+            let mut step = Step {
+                target,
+                offered,
+                runs: Vec::new(),
+                error: None,
+            };
+            if broken.contains(&target) {
+                step.error = Some("broke at a lower rate: not run".to_owned());
+            } else {
+                for repeat in 0..config.repeats.max(1) {
+                    match run_once_with_deadline(config, target, offered, load, repeat) {
+                        Ok(run) => step.runs.push(run),
+                        Err(error) => {
+                            step.error = Some(format!("{error:#}"));
+                            broken.push(target);
+                            break;
+                        }
+                    }
+                }
+            }
+            progress(&step);
+            steps.push(step);
+        }
+    }
+    Ok(steps)
+}
+
+/// Longest a load run may take beyond its sending time before the step counts as hung: the
+/// load's own drain waits at most 5 s, the engine's shutdown a few more.
+const STEP_GRACE: Duration = Duration::from_secs(30);
+
+/// [`run_once`] on its own thread, given up after the run's time plus [`STEP_GRACE`]: a target
+/// that hangs (a stage that panicked, a shutdown that never ends) becomes this step's error, not
+/// a report that never ends. The abandoned thread is left behind; the process exits after the
+/// report.
+fn run_once_with_deadline(
+    config: &SteppedConfig,
+    target: &'static str,
+    offered: u64,
+    load: LoadConfig,
+    repeat: usize,
+) -> anyhow::Result<StepRun> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let config_owned = config.clone();
+    let deadline = load.duration + STEP_GRACE;
+    std::thread::Builder::new()
+        .name(format!("step-{target}-{offered}"))
+        .spawn(move || {
+            let _ = done.send(run_once(&config_owned, target, offered, &load, repeat));
+        })?;
+    match result.recv_timeout(deadline) {
+        Ok(outcome) => outcome,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(anyhow::anyhow!(
+            "no result {} s after the load started: the target hung",
+            deadline.as_secs()
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(anyhow::anyhow!("the load run panicked"))
+        }
+    }
+}
+
+/// One load run against one target.
+fn run_once(
+    config: &SteppedConfig,
+    target: &str,
+    offered: u64,
+    load: &LoadConfig,
+    repeat: usize,
+) -> anyhow::Result<StepRun> {
+    let options = LoadOptions {
+        seed: config.seed + repeat as u64,
+        market_data: None,
+    };
+    let report = if target == "echo" {
+        let echo = Echo::start()?;
+        let report = sequent_node::load::run_with(echo.address, load, &options);
+        echo.stop();
+        report?
+    } else {
+        let dir = config.dir.join(format!(
+            "sequent-bench-report-engine-{}-{offered}-{target}-{repeat}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let line = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_udp_port()?);
+        let mut engine_config = EngineConfig::loopback(&dir, target == "engine-durable");
+        if let Some([gateway, journal, core]) = config.engine_cores {
+            engine_config.cores = CoresSection {
+                gateway: Some(gateway),
+                journal: Some(journal),
+                core: Some(core),
+            };
+            engine_config.wait = WaitSection {
+                journal: WaitName::Spin,
+                core: WaitName::Spin,
+            };
+        }
+        engine_config.feed = Some(FeedSection {
+            line_a: line,
+            line_b: None,
+            interface: Ipv4Addr::LOCALHOST,
+            ttl: 1,
+            send: SendName::Send,
+            retransmit: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            snapshot: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            history_packets: 65_536,
+        });
+        let engine = Engine::start(&engine_config)?;
+        let options = LoadOptions {
+            market_data: Some(line),
+            ..options
+        };
+        let report = sequent_node::load::run_with(engine.address(), load, &options);
+        let shutdown = engine.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = report?;
+        shutdown?;
+        anyhow::ensure!(
+            report.acked + report.rejected == report.sent,
+            "{target} at {offered}/s: {} orders sent, {} answered",
+            report.sent,
+            report.acked + report.rejected
+        );
+        report
+    };
+    Ok(StepRun {
+        // Offered × the share the target sustained: the sender never slows down (open loop), so
+        // what falls short shows as answers trailing the schedule.
+        achieved_per_sec: offered as f64 * report.sustained_share(),
+        sent: report.sent,
+        md_ticks: report.md_ticks,
+        send_lag_max_ns: report.send_lag_max_ns,
+        md: (target != "echo").then_some(report.md_latency),
+        ack: report.latency,
+    })
+}
+
+/// A UDP port free at the time of asking (the engine binds it as its feed line's destination).
+fn free_udp_port() -> std::io::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

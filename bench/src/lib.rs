@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod engine;
 pub mod failover;
 pub mod feed;
@@ -33,5 +34,10 @@ pub mod journal;
 pub mod ledger;
 pub mod machine;
 pub mod matching;
+pub mod overhead;
+pub mod plot;
+pub mod recorder;
 pub mod report;
+pub mod results;
 pub mod ring;
+pub mod suite;

@@ -6,10 +6,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The machine description printed with every table and written into docs/BENCHMARKS.md.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Machine {
     /// `std::thread::available_parallelism()`: the cores this process may run on.
     pub cores: usize,

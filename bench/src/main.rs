@@ -1,7 +1,8 @@
 //! `sequent-bench`: a thin front end over the `sequent_bench` library.
 //!
 //! Exit codes: 0 success; 1 a run failed its correctness check, timed out, or the ring or the
-//! journal failed; 2 bad command line (clap's own code).
+//! journal failed (for `report`: a scenario failed); 2 bad command line (clap's own code, a
+//! `--pin` outside the affinity mask, or a file `compare` cannot read).
 //!
 //! The binary's only `unsafe` is the counting global allocator below, which `matching` reads
 //! to report allocations per operation.
@@ -19,6 +20,7 @@ use sequent_bench::machine::Machine;
 use sequent_bench::matching;
 use sequent_bench::report::{format_ns, format_rate, json_line, render_markdown, render_table};
 use sequent_bench::ring::{Impl, Progress, RingConfig, Scenario, SuiteConfig, run_suite};
+use sequent_bench::suite::Mode;
 
 /// Counts allocations and live bytes for `sequent-bench matching`; forwards to the system allocator.
 #[allow(unsafe_code)]
@@ -94,6 +96,67 @@ enum Command {
     /// The double-entry ledger: transfers/s in batches in memory and with journal group commit,
     /// per-batch latency, memory per account and transfer, beside PostgreSQL in the same run.
     Ledger(LedgerArgs),
+    /// Every scenario in one bounded run: JSON, .hgrm histograms, SVG/PNG charts, a generated
+    /// Markdown page and the generated blocks of docs/BENCHMARKS.md.
+    Report(ReportArgs),
+    /// Two `report` runs side by side: B/A per percentile, and each run's own ratios.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Sizes: smoke (seconds, proves the pipeline), quick (a few minutes on 2 cores), full.
+    #[arg(long, value_enum, default_value_t = Mode::Quick)]
+    mode: Mode,
+    /// Wall-time budget: a scenario whose estimate exceeds what is left is reported as skipped.
+    #[arg(long, default_value_t = 600)]
+    budget_secs: u64,
+    /// Only these scenarios (comma list); the others are listed as skipped.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where report.json, the .hgrm files and the charts go.
+    #[arg(long, default_value = "docs/bench")]
+    out: std::path::PathBuf,
+    /// The generated Markdown page.
+    #[arg(long, default_value = "docs/BENCHMARKS-report.md")]
+    report_md: std::path::PathBuf,
+    /// The hand-written page whose `<!-- sequent-bench report: summary begin/end -->` block is
+    /// refreshed; `--doc ''` leaves every page alone.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    doc: std::path::PathBuf,
+    /// Use this many cores (the first N of the affinity mask, or of --pin).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Pin plan: core ids in the order threads get them (comma list), e.g. the cores of one
+    /// socket, isolated from the OS, on a many-core machine.
+    #[arg(long, value_delimiter = ',')]
+    pin: Vec<usize>,
+    /// Runs per step (default: smoke 2, quick 3, full 5).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Seed of every generated load and stream.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Scratch directory for journals (default: the system temp dir).
+    #[arg(long)]
+    scratch: Option<std::path::PathBuf>,
+    /// The ITCH sample the feed scenario decodes.
+    #[arg(
+        long,
+        default_value = "engine/matching/tests/data/itch/ex20101224.TEST_ITCH_50"
+    )]
+    itch: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The first run's report.json (A).
+    a: std::path::PathBuf,
+    /// The second run's report.json (B); ratios are B/A.
+    b: std::path::PathBuf,
+    /// Also draw A's and B's percentile spectra on one chart per scenario (SVG and PNG) here.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -307,7 +370,119 @@ fn main() -> ExitCode {
         Command::Failover(args) => failover_bench(&args),
         Command::Feed(args) => feed_bench(&args),
         Command::Ledger(args) => ledger_bench(&args),
+        Command::Report(args) => report(&args),
+        Command::Compare(args) => compare(&args),
     }
+}
+
+fn report(args: &ReportArgs) -> ExitCode {
+    use sequent_bench::suite::{ReportConfig, run};
+    // Read before anything is pinned: get_core_ids lists only the calling thread's mask.
+    let machine = Machine::detect();
+    announce(&machine);
+    let mut pin_plan = if args.pin.is_empty() {
+        machine.core_ids.clone()
+    } else {
+        args.pin.clone()
+    };
+    if let Some(unknown) = pin_plan.iter().find(|id| !machine.core_ids.contains(id)) {
+        eprintln!(
+            "error: --pin names core {unknown}, which is not in this process's affinity mask {:?}",
+            machine.core_ids
+        );
+        return ExitCode::from(2);
+    }
+    let cores = args
+        .cores
+        .unwrap_or(pin_plan.len().max(1))
+        .clamp(1, machine.cores);
+    pin_plan.truncate(cores);
+    let config = ReportConfig {
+        mode: args.mode,
+        budget: std::time::Duration::from_secs(args.budget_secs),
+        only: args.only.clone(),
+        out_dir: args.out.clone(),
+        report_md: Some(args.report_md.clone()).filter(|p| !p.as_os_str().is_empty()),
+        doc: Some(args.doc.clone()).filter(|p| !p.as_os_str().is_empty()),
+        cores,
+        pin_plan,
+        repeats: args.repeats,
+        seed: args.seed,
+        scratch: args.scratch.clone().unwrap_or_else(std::env::temp_dir),
+        command: format!(
+            "sequent-bench {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        ),
+        allocations: counting::read,
+        live_bytes: || counting::read().1,
+        itch: args.itch.clone(),
+    };
+    eprintln!(
+        "report: {} mode, budget {} s, {} cores, pin plan {:?}, into {}",
+        args.mode.name(),
+        args.budget_secs,
+        config.cores,
+        config.pin_plan,
+        config.out_dir.display()
+    );
+    let harness = sequent_bench::overhead::measure_harness_cost();
+    eprintln!(
+        "harness: Instant::now {:.1} ns, TSC read {:.1} ns, record {:.1} ns, timestamp+record {:.1} ns per sample",
+        harness.instant_now_ns, harness.tsc_read_ns, harness.record_ns, harness.per_sample_ns
+    );
+    let started = Instant::now();
+    let report = match run(&config, &machine, harness, &|line| eprintln!("{line}")) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("report done in {:.1} s", started.elapsed().as_secs_f64());
+    if !report.warnings.is_empty() {
+        eprintln!("\n{} WARNING(S):", report.warnings.len());
+        for warning in &report.warnings {
+            eprintln!("  - {warning}");
+        }
+    }
+    let failed = report
+        .scenarios
+        .iter()
+        .any(|s| matches!(s.status, sequent_bench::results::Status::Failed(_)));
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn compare(args: &CompareArgs) -> ExitCode {
+    use sequent_bench::compare::{load, render};
+    let (a, b) = match (load(&args.a), load(&args.b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = &args.plot {
+        let written = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| sequent_bench::compare::plot(&a, &b, dir).map_err(|e| e.to_string()));
+        match written {
+            Ok(files) => eprintln!("{} chart files under {}", files.len(), dir.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    write_stdout(&render(
+        &a,
+        &b,
+        &args.a.display().to_string(),
+        &args.b.display().to_string(),
+    ))
 }
 
 fn matching_bench(args: &MatchingArgs) -> ExitCode {

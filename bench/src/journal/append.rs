@@ -270,6 +270,10 @@ mod tests {
     fn faults_are_fields_10_and_12_after_the_command_name() {
         let stat = "42 (a b) R 1 42 42 0 -1 4194560 150 0 7 0 3 1";
         assert_eq!(parse_faults(stat), Some(157));
+        // A fresh test thread may not have faulted yet (it failed so under parallel tests):
+        // touch fresh pages on this thread first.
+        let touched = vec![1u8; 4 << 20];
+        assert_eq!(std::hint::black_box(&touched)[touched.len() - 1], 1);
         assert!(thread_page_faults() > 0);
     }
 }

@@ -16,6 +16,7 @@ mod demo_engine;
 mod feed_cmd;
 mod journal_cmd;
 mod ledger_cmd;
+mod ledger_line;
 mod match_cmd;
 
 #[derive(Parser, Debug)]

@@ -455,6 +455,7 @@ fn recover(dir: &Path, store: &SnapshotStore, config: Config) -> anyhow::Result<
             rejected.reason
         );
     }
+    let started = Instant::now();
     let (mut session, mut lines) = match &recovery.snapshot {
         Some(snapshot) => {
             let broken =
@@ -467,6 +468,7 @@ fn recover(dir: &Path, store: &SnapshotStore, config: Config) -> anyhow::Result<
         }
         None => (Session::new(config), 0),
     };
+    let restored = started.elapsed();
     let restored_lines = lines;
     let mut reader = sequent_journal::Reader::from_sequence(dir, recovery.replay_from)
         .with_context(|| format!("cannot read the journal in {}", dir.display()))?;
@@ -505,7 +507,7 @@ fn recover(dir: &Path, store: &SnapshotStore, config: Config) -> anyhow::Result<
         }
     }
     eprintln!(
-        "sequent ledger: recovered {lines} input lines from {} and {} journal records after it",
+        "sequent ledger: recovered {lines} input lines from {} and {} journal records after it (restore {:.1} ms, replay {:.1} ms)",
         recovery.snapshot.as_ref().map_or_else(
             || "no snapshot".to_owned(),
             |s| format!(
@@ -514,6 +516,8 @@ fn recover(dir: &Path, store: &SnapshotStore, config: Config) -> anyhow::Result<
             )
         ),
         recovery.bounds.last_sequence + 1 - recovery.replay_from,
+        restored.as_secs_f64() * 1e3,
+        (started.elapsed() - restored).as_secs_f64() * 1e3,
     );
     Ok(Recovered {
         session,

@@ -34,6 +34,12 @@ pub enum Command {
     /// Apply FILE, then reconcile the ledger's posted transfers with a settlement CSV (columns
     /// in docs/ledger-format.md): a readable report, or JSON; exit 0 only without breaks.
     Reconcile(ReconcileArgs),
+    /// One ledger shard of a cross-shard two-phase commit, as its own process with its own
+    /// journal, answering the coordinator over TCP (protocol: docs/ledger-format.md).
+    Shard(crate::ledger_shards::ShardArgs),
+    /// The cross-shard coordinator, as its own process with its own journal: runs the transfers
+    /// of INPUT between shards until each is posted or voided on both sides.
+    Coordinator(crate::ledger_shards::CoordinatorArgs),
 }
 
 /// Arguments of `sequent ledger reconcile`.
@@ -218,6 +224,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply(&args).map(|()| ExitCode::SUCCESS),
         Command::Prove(args) => prove(&args),
         Command::Reconcile(args) => reconcile(&args),
+        Command::Shard(args) => crate::ledger_shards::shard(&args),
+        Command::Coordinator(args) => crate::ledger_shards::coordinator(&args),
     }
 }
 

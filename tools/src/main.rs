@@ -17,6 +17,7 @@ mod feed_cmd;
 mod journal_cmd;
 mod ledger_cmd;
 mod ledger_line;
+mod ledger_shards;
 mod match_cmd;
 
 #[derive(Parser, Debug)]

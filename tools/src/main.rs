@@ -18,6 +18,7 @@ mod journal_cmd;
 mod ledger_cmd;
 mod ledger_line;
 mod ledger_shards;
+mod ledger_wire;
 mod match_cmd;
 
 #[derive(Parser, Debug)]

@@ -38,7 +38,7 @@ use crate::ledger_wire::{
 /// Journal record kind of a shard's input (`encode_shard_input`).
 pub const JOURNAL_KIND_SHARD_INPUT: u8 = 4;
 /// Journal record kind of a coordinator record (`Record::encode`).
-pub const JOURNAL_KIND_COORDINATOR: u8 = 5;
+pub const JOURNAL_KIND_COORDINATOR: u8 = 7;
 
 /// Transfers the coordinator keeps open at once.
 const IN_FLIGHT_MAX: usize = 64;

@@ -6,12 +6,17 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sequent_ledger::{Account, AccountFlags, Config, Ledger, Outcome, Transfer, TransferFlags};
+use sequent_journal::Writer;
+use sequent_journal::snapshot::{EngineId, SnapshotStore};
+use sequent_ledger::{Config, Ledger, Outcome, Transfer, TransferFlags};
 use serde_json::{Map, Value};
+
+pub use crate::ledger_line::{Input, Line, parse_line};
 
 /// Journal record kind of one `sequent ledger apply` input line.
 pub const JOURNAL_KIND_LEDGER_LINE: u8 = 2;
@@ -29,6 +34,12 @@ pub enum Command {
     /// Apply FILE, then reconcile the ledger's posted transfers with a settlement CSV (columns
     /// in docs/ledger-format.md): a readable report, or JSON; exit 0 only without breaks.
     Reconcile(ReconcileArgs),
+    /// One ledger shard of a cross-shard two-phase commit, as its own process with its own
+    /// journal, answering the coordinator over TCP (protocol: docs/ledger-format.md).
+    Shard(crate::ledger_shards::ShardArgs),
+    /// The cross-shard coordinator, as its own process with its own journal: runs the transfers
+    /// of INPUT between shards until each is posted or voided on both sides.
+    Coordinator(crate::ledger_shards::CoordinatorArgs),
 }
 
 /// Arguments of `sequent ledger reconcile`.
@@ -74,164 +85,25 @@ pub struct ApplyArgs {
     #[arg(long)]
     dump_balances: bool,
     /// Journal every well-formed input line to this directory before applying it (created if
-    /// missing, appended to if it holds a journal), synced at the end.
+    /// missing). When it already holds records, the ledger is first recovered from the newest
+    /// usable snapshot in DIR/snapshots plus the journal after it, and the input continues it.
     #[arg(long)]
     journal: Option<PathBuf>,
+    /// With --journal: INPUT is the same file an earlier, interrupted run was given; skip its
+    /// first K lines, K being the input lines the journal already holds (the last of them must
+    /// equal the journal's last input line), and apply the rest.
+    #[arg(long, requires = "journal")]
+    resume: bool,
+    /// With --journal: write a snapshot every N input lines (at the first point after N where no
+    /// linked chain is open), and one at the end; 0 writes only the one at the end.
+    #[arg(long, default_value_t = 0, requires = "journal")]
+    snapshot_every: u64,
     /// Accounts the ledger can hold.
     #[arg(long, default_value_t = 1 << 16)]
     accounts_max: u32,
     /// Transfer ids the ledger can hold (stored transfers plus remembered failures).
     #[arg(long, default_value_t = 1 << 20)]
     transfers_max: u32,
-}
-
-/// What one line asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    Account(Account),
-    Transfer(Transfer),
-    Close { id: u128 },
-}
-
-/// A parsed line: sequenced time (if given) and the input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub ts: Option<u64>,
-    pub input: Input,
-}
-
-fn field_error(name: &str, message: &str) -> String {
-    format!("field \"{name}\": {message}")
-}
-
-/// The fields of one JSON object, read once each; what is left over is an unknown field.
-struct Fields {
-    map: Map<String, Value>,
-}
-
-impl Fields {
-    fn take(&mut self, name: &str) -> Option<Value> {
-        self.map.remove(name).filter(|v| !v.is_null())
-    }
-
-    fn u64(&mut self, name: &str) -> Result<u64, String> {
-        self.take(name)
-            .map(|v| {
-                v.as_u64()
-                    .ok_or_else(|| field_error(name, "expected a non-negative integer"))
-            })
-            .transpose()
-            .map(|v| v.unwrap_or(0))
-    }
-
-    fn u64_opt(&mut self, name: &str) -> Result<Option<u64>, String> {
-        self.take(name)
-            .map(|v| {
-                v.as_u64()
-                    .ok_or_else(|| field_error(name, "expected a non-negative integer"))
-            })
-            .transpose()
-    }
-
-    fn bounded<T: TryFrom<u64>>(&mut self, name: &str, max: u64) -> Result<T, String> {
-        T::try_from(self.u64(name)?)
-            .map_err(|_| field_error(name, &format!("expected at most {max}")))
-    }
-
-    /// A list of flag names; each must be one of `words` (bit `1 << position`).
-    fn flags(&mut self, name: &str, words: &[&str]) -> Result<u16, String> {
-        let Some(value) = self.take(name) else {
-            return Ok(0);
-        };
-        let expected = || field_error(name, &format!("expected a list of {}", words.join("|")));
-        let Value::Array(items) = value else {
-            return Err(expected());
-        };
-        let mut bits = 0u16;
-        for item in items {
-            let position = item
-                .as_str()
-                .and_then(|s| words.iter().position(|w| *w == s))
-                .ok_or_else(expected)?;
-            bits |= 1 << position;
-        }
-        Ok(bits)
-    }
-
-    fn finish(self, op: &str) -> Result<(), String> {
-        match self.map.keys().next() {
-            Some(key) => Err(field_error(key, &format!("unknown field for op \"{op}\""))),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Account flag names, in bit order.
-pub const ACCOUNT_FLAGS: [&str; 4] = [
-    "debits_must_not_exceed_credits",
-    "credits_must_not_exceed_debits",
-    "history",
-    "closed",
-];
-
-/// Transfer flag names, in bit order.
-pub const TRANSFER_FLAGS: [&str; 7] = [
-    "linked",
-    "pending",
-    "post_pending",
-    "void_pending",
-    "balancing_debit",
-    "balancing_credit",
-    "reversal",
-];
-
-/// Parses one line. `Ok(None)` for a blank line. The error names the field and what was expected.
-pub fn parse_line(text: &str) -> Result<Option<Line>, String> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Object(map) = value else {
-        return Err("expected a JSON object".to_owned());
-    };
-    let mut f = Fields { map };
-    let op = match f.take("op") {
-        Some(Value::String(op)) => op,
-        Some(_) => return Err(field_error("op", "expected a string")),
-        None => return Err(field_error("op", "missing")),
-    };
-    let ts = f.u64_opt("ts")?;
-    let input = match op.as_str() {
-        "account" => Input::Account(Account {
-            id: u128::from(f.u64("id")?),
-            ledger: f.bounded("ledger", u32::MAX.into())?,
-            code: f.bounded("code", u16::MAX.into())?,
-            flags: AccountFlags(f.flags("flags", &ACCOUNT_FLAGS)? as u8),
-            parent: u128::from(f.u64("parent")?),
-            user_data: u128::from(f.u64("user_data")?),
-        }),
-        "transfer" => Input::Transfer(Transfer {
-            id: u128::from(f.u64("id")?),
-            debit_account_id: u128::from(f.u64("debit")?),
-            credit_account_id: u128::from(f.u64("credit")?),
-            amount: u128::from(f.u64("amount")?),
-            ledger: f.bounded("ledger", u32::MAX.into())?,
-            code: f.bounded("code", u16::MAX.into())?,
-            flags: TransferFlags(f.flags("flags", &TRANSFER_FLAGS)?),
-            timeout_ns: f.u64("timeout_ns")?,
-            pending_id: u128::from(f.u64("pending_id")?),
-            user_data: u128::from(f.u64("user_data")?),
-        }),
-        "close" => Input::Close {
-            id: u128::from(
-                f.u64_opt("id")?
-                    .ok_or_else(|| field_error("id", "missing"))?,
-            ),
-        },
-        _ => return Err(field_error("op", "expected one of account|transfer|close")),
-    };
-    f.finish(&op)?;
-    Ok(Some(Line { ts, input }))
 }
 
 /// The ledger plus the open chain of one run.
@@ -250,6 +122,27 @@ impl Session {
             chain: Vec::new(),
             outcomes: Vec::new(),
         }
+    }
+
+    /// A session continuing from a ledger snapshot (`Ledger::write_snapshot` bytes). A snapshot
+    /// is only ever taken with no chain open, so the session's time is the ledger's.
+    pub fn restore(config: Config, bytes: &[u8]) -> Result<Self, sequent_ledger::SnapshotError> {
+        let ledger = Ledger::read_snapshot(config, bytes)?;
+        Ok(Self {
+            now: ledger.now_ns(),
+            ledger,
+            chain: Vec::new(),
+            outcomes: Vec::new(),
+        })
+    }
+
+    /// True when no linked chain is waiting for its end: the state is a whole number of lines.
+    pub fn between_chains(&self) -> bool {
+        self.chain.is_empty()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Applies one line; writes the result lines it completes.
@@ -331,6 +224,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply(&args).map(|()| ExitCode::SUCCESS),
         Command::Prove(args) => prove(&args),
         Command::Reconcile(args) => reconcile(&args),
+        Command::Shard(args) => crate::ledger_shards::shard(&args),
+        Command::Coordinator(args) => crate::ledger_shards::coordinator(&args),
     }
 }
 
@@ -471,25 +366,219 @@ fn prove(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Journal record kind of the end of an input that left a linked chain open: the chain is applied
+/// (and fails as open) here, in replay exactly as in the run that wrote it.
+pub const JOURNAL_KIND_LEDGER_FLUSH: u8 = 3;
+
+/// The ledger's engine id in the journal's snapshot files ("LDGR"), and its state version.
+pub const SNAPSHOT_ENGINE: EngineId = EngineId {
+    tag: u32::from_be_bytes(*b"LDGR"),
+    version_max: 1,
+};
+
+/// Snapshots kept in DIR/snapshots; older ones are removed after each write.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// The journal side of a run: the writer, the snapshot store and the counts that decide when to
+/// snapshot.
+struct Journaled {
+    writer: Writer,
+    store: SnapshotStore,
+    /// Input lines on record: in the journal before this run plus those this run appended.
+    lines: u64,
+    lines_since_snapshot: u64,
+    every: u64,
+    /// Reused for every snapshot.
+    bytes: Vec<u8>,
+}
+
+impl Journaled {
+    /// Writes a snapshot of `session` at the journal's last sequence: the input lines it reflects
+    /// (u64 little-endian), then `Ledger::write_snapshot`. The journal is synced first, so a
+    /// snapshot is never ahead of the journal on disk. Prints the pause it cost.
+    fn snapshot(&mut self, session: &Session) -> anyhow::Result<()> {
+        let sequence = self.writer.next_sequence() - 1;
+        if sequence == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.writer.sync().context("cannot sync the journal")?;
+        let synced = Instant::now();
+        self.bytes.clear();
+        self.bytes.extend_from_slice(&self.lines.to_le_bytes());
+        session.ledger().write_snapshot(&mut self.bytes);
+        let encoded = Instant::now();
+        let journal_id = self.writer.journal_id();
+        self.store
+            .write(journal_id, SNAPSHOT_ENGINE, sequence, &self.bytes)
+            .context("cannot write the snapshot")?;
+        let written = Instant::now();
+        for (_, old) in self
+            .store
+            .list()
+            .context("cannot list the snapshots")?
+            .iter()
+            .skip(SNAPSHOTS_KEPT)
+        {
+            std::fs::remove_file(old)
+                .with_context(|| format!("cannot remove {}", old.display()))?;
+        }
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        let ledger = session.ledger();
+        eprintln!(
+            "sequent ledger: snapshot at record {sequence} ({} lines, {} accounts, {} transfers, {} bytes): sync {:.1} ms, encode {:.1} ms, write {:.1} ms, pause {:.1} ms",
+            self.lines,
+            ledger.accounts().len(),
+            ledger.transfers().len(),
+            self.bytes.len(),
+            ms(started, synced),
+            ms(synced, encoded),
+            ms(encoded, written),
+            ms(started, written),
+        );
+        self.lines_since_snapshot = 0;
+        Ok(())
+    }
+}
+
+/// What recovery rebuilt from a journal that already holds records.
+struct Recovered {
+    session: Session,
+    /// Input lines the journal holds.
+    lines: u64,
+    /// The text of the last of them.
+    last_line: Option<String>,
+    /// Input lines replayed from the journal after the snapshot: they count towards the next.
+    since_snapshot: u64,
+}
+
+/// The newest usable snapshot plus the journal after it.
+fn recover(dir: &Path, store: &SnapshotStore, config: Config) -> anyhow::Result<Recovered> {
+    let recovery = sequent_journal::recover(dir, store, SNAPSHOT_ENGINE)
+        .with_context(|| format!("cannot recover from the journal in {}", dir.display()))?;
+    for rejected in &recovery.rejected {
+        eprintln!(
+            "sequent ledger: snapshot {} passed over: {}",
+            rejected.path.display(),
+            rejected.reason
+        );
+    }
+    let started = Instant::now();
+    let (mut session, mut lines) = match &recovery.snapshot {
+        Some(snapshot) => {
+            let broken =
+                |reason: String| anyhow::anyhow!("snapshot {}: {reason}", snapshot.path.display());
+            let Some((count, state)) = snapshot.state.split_first_chunk::<8>() else {
+                return Err(broken("shorter than its line count".into()));
+            };
+            let session = Session::restore(config, state).map_err(|e| broken(e.to_string()))?;
+            (session, u64::from_le_bytes(*count))
+        }
+        None => (Session::new(config), 0),
+    };
+    let restored = started.elapsed();
+    let restored_lines = lines;
+    let mut reader = sequent_journal::Reader::from_sequence(dir, recovery.replay_from)
+        .with_context(|| format!("cannot read the journal in {}", dir.display()))?;
+    let mut sink = std::io::sink();
+    let mut last_line = None;
+    while let Some(record) = reader.next().context("cannot read the journal")? {
+        match record.kind {
+            JOURNAL_KIND_LEDGER_LINE => {
+                let line = std::str::from_utf8(record.payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(parse_line)
+                    .map_err(|e| anyhow::anyhow!("journal record {}: {e}", record.sequence))?;
+                if let Some(line) = line {
+                    session.apply(&line, &mut sink)?;
+                }
+                lines += 1;
+                last_line = Some(String::from_utf8_lossy(record.payload).into_owned());
+            }
+            JOURNAL_KIND_LEDGER_FLUSH => session.flush(&mut sink)?,
+            _ => {}
+        }
+    }
+    if last_line.is_none() && lines > 0 {
+        // Everything was in the snapshot: read the last line record itself (the last record, or
+        // the one before an end-of-input flush).
+        let last = recovery.bounds.last_sequence;
+        for sequence in [last, last.saturating_sub(1)] {
+            let mut reader = sequent_journal::Reader::from_sequence(dir, sequence.max(1))
+                .context("cannot read the journal")?;
+            if let Some(record) = reader.next().context("cannot read the journal")? {
+                if record.kind == JOURNAL_KIND_LEDGER_LINE {
+                    last_line = Some(String::from_utf8_lossy(record.payload).into_owned());
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "sequent ledger: recovered {lines} input lines from {} and {} journal records after it (restore {:.1} ms, replay {:.1} ms)",
+        recovery.snapshot.as_ref().map_or_else(
+            || "no snapshot".to_owned(),
+            |s| format!(
+                "the snapshot at record {} ({restored_lines} lines)",
+                s.sequence
+            )
+        ),
+        recovery.bounds.last_sequence + 1 - recovery.replay_from,
+        restored.as_secs_f64() * 1e3,
+        (started.elapsed() - restored).as_secs_f64() * 1e3,
+    );
+    Ok(Recovered {
+        session,
+        lines,
+        last_line,
+        since_snapshot: lines - restored_lines,
+    })
+}
+
 fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     let input = BufReader::new(
         File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?,
     );
-    let mut journal = match &args.journal {
-        Some(dir) => {
-            let writer = sequent_journal::Writer::open(dir, &sequent_journal::Config::default())
-                .with_context(|| format!("cannot open the journal in {}", dir.display()))?;
-            if let Some(truncation) = &writer.open_report().truncated {
-                eprintln!("sequent ledger: journal: {truncation}");
-            }
-            Some(writer)
-        }
-        None => None,
-    };
-    let mut session = Session::new(Config {
+    let config = Config {
         accounts_max: args.accounts_max.max(1),
         transfers_max: args.transfers_max.max(1),
-    });
+    };
+    let mut session = Session::new(config);
+    let mut journal = None;
+    let mut skip = 0u64;
+    let mut last_journaled = None;
+    if let Some(dir) = &args.journal {
+        let writer = Writer::open(dir, &sequent_journal::Config::default())
+            .with_context(|| format!("cannot open the journal in {}", dir.display()))?;
+        if let Some(truncation) = &writer.open_report().truncated {
+            eprintln!("sequent ledger: journal: {truncation}");
+        }
+        let store = SnapshotStore::open(&dir.join("snapshots"))
+            .with_context(|| format!("cannot open {}/snapshots", dir.display()))?;
+        let mut lines = 0;
+        let mut since_snapshot = 0;
+        if writer.next_sequence() > 1 {
+            let recovered = recover(dir, &store, config)?;
+            session = recovered.session;
+            lines = recovered.lines;
+            last_journaled = recovered.last_line;
+            since_snapshot = recovered.since_snapshot;
+        }
+        if args.resume {
+            skip = lines;
+            eprintln!(
+                "sequent ledger: resuming after input line {lines} (the lines the journal holds)"
+            );
+        }
+        journal = Some(Journaled {
+            writer,
+            store,
+            lines,
+            lines_since_snapshot: since_snapshot,
+            every: args.snapshot_every,
+            bytes: Vec::new(),
+        });
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut journaled = 0u64;
@@ -501,26 +590,54 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
             Ok(None) => continue,
             Err(message) => {
                 out.flush().ok();
-                if let Some(writer) = journal.take() {
-                    writer.close().context("cannot close the journal")?;
+                if let Some(j) = journal.take() {
+                    j.writer.close().context("cannot close the journal")?;
                 }
                 bail!("{label}: {message}");
             }
         };
+        if skip > 0 {
+            skip -= 1;
+            if skip == 0 && last_journaled.as_deref() != Some(text.as_str()) {
+                bail!(
+                    "{label} differs from the journal's last input line: --resume needs the input of the interrupted run"
+                );
+            }
+            continue;
+        }
         // The journal first: an input is on record before it has any effect.
-        if let Some(writer) = journal.as_mut() {
-            writer
+        if let Some(j) = journal.as_mut() {
+            j.writer
                 .append(
                     JOURNAL_KIND_LEDGER_LINE,
                     line.ts.unwrap_or(0),
                     text.as_bytes(),
                 )
                 .context("cannot journal")?;
+            j.lines += 1;
+            j.lines_since_snapshot += 1;
             journaled += 1;
         }
         session
             .apply(&line, &mut out)
             .context("cannot write output")?;
+        if let Some(j) = journal.as_mut() {
+            if j.every > 0 && j.lines_since_snapshot >= j.every && session.between_chains() {
+                j.snapshot(&session)?;
+            }
+        }
+    }
+    if skip > 0 {
+        bail!(
+            "the input has {skip} lines fewer than the journal holds: --resume needs the input of the interrupted run"
+        );
+    }
+    if !session.between_chains() {
+        if let Some(j) = journal.as_mut() {
+            j.writer
+                .append(JOURNAL_KIND_LEDGER_FLUSH, 0, &[])
+                .context("cannot journal")?;
+        }
     }
     session.flush(&mut out).context("cannot write output")?;
     if args.dump_balances {
@@ -529,57 +646,15 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
             .context("cannot write output")?;
     }
     out.flush().context("cannot write output")?;
-    if let Some(mut writer) = journal {
-        let durable = writer.sync().context("cannot sync the journal")?;
-        writer.close().context("cannot close the journal")?;
+    if let Some(mut j) = journal {
+        if j.lines_since_snapshot > 0 || j.store.list()?.is_empty() {
+            j.snapshot(&session)?;
+        }
+        let durable = j.writer.sync().context("cannot sync the journal")?;
+        j.writer.close().context("cannot close the journal")?;
         eprintln!(
             "sequent ledger: journal: {journaled} lines appended, durable through sequence {durable}"
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_contract_examples_parse() {
-        let line = parse_line(r#"{"op":"account","id":1,"ledger":1,"code":10,"flags":["debits_must_not_exceed_credits"],"parent":0}"#)
-            .unwrap()
-            .unwrap();
-        let Input::Account(a) = line.input else {
-            panic!()
-        };
-        assert_eq!((a.id, a.ledger, a.code), (1, 1, 10));
-        assert_eq!(a.flags, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
-        let line = parse_line(r#"{"op":"transfer","id":100,"debit":1,"credit":2,"amount":500,"ledger":1,"code":1,"flags":["pending"],"timeout_ns":1000000000,"pending_id":0,"ts":123}"#)
-            .unwrap()
-            .unwrap();
-        assert_eq!(line.ts, Some(123));
-        let Input::Transfer(t) = line.input else {
-            panic!()
-        };
-        assert_eq!(t.flags, TransferFlags::PENDING);
-        assert_eq!((t.id, t.amount, t.timeout_ns), (100, 500, 1_000_000_000));
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let cases = [
-            (r#"{"op":"transfer","amount":-1}"#, "field \"amount\""),
-            (r#"{"op":"transfer","flags":["pendng"]}"#, "field \"flags\""),
-            (
-                r#"{"op":"account","ledger":4294967296}"#,
-                "field \"ledger\"",
-            ),
-            (r#"{"op":"account","colour":1}"#, "field \"colour\""),
-            (r#"{"op":"mint"}"#, "field \"op\""),
-            (r#"{"op":"close"}"#, "field \"id\""),
-        ];
-        for (text, want) in cases {
-            let err = parse_line(text).unwrap_err();
-            assert!(err.starts_with(want), "{text}: {err}");
-        }
-    }
 }

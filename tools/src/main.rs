@@ -16,6 +16,9 @@ mod demo_engine;
 mod feed_cmd;
 mod journal_cmd;
 mod ledger_cmd;
+mod ledger_line;
+mod ledger_shards;
+mod ledger_wire;
 mod match_cmd;
 
 #[derive(Parser, Debug)]

@@ -81,9 +81,13 @@ impl Record {
         out
     }
 
-    /// The inverse of `encode`; `None` for a payload of another length or an unknown tag.
+    /// The inverse of `encode`; `None` for a payload of another length, an unknown tag, or
+    /// non-zero padding after the id of `Commit`, `Abort` and `Done` (one record, one encoding).
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         if bytes.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        if bytes[0] != 1 && bytes[17..].iter().any(|&b| b != 0) {
             return None;
         }
         let u128_at =

@@ -25,8 +25,10 @@ use sha2::{Digest, Sha256};
 
 pub mod cross_shard;
 pub mod reconcile;
+pub mod snapshot;
 mod types;
 
+pub use snapshot::SnapshotError;
 pub use types::{
     Account, AccountFlags, Balances, Outcome, PendingState, StoredTransfer, Transfer, TransferFlags,
 };

@@ -250,7 +250,13 @@ pub fn parse_date(text: &str) -> Option<i64> {
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    // Four-digit years only: the format says YYYY, and it keeps the arithmetic below far from
+    // overflow (a fuzzed 19-digit year overflowed it).
+    if parts.next().is_some()
+        || !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
         return None;
     }
     let y = if m <= 2 { y - 1 } else { y };
@@ -288,5 +294,8 @@ mod tests {
             assert_eq!(parse_date(&format_date(day)), Some(day));
         }
         assert_eq!(parse_date("2026-13-01"), None);
+        assert_eq!(parse_date("1970000000000000000-01-02"), None);
+        assert_eq!(parse_date("10000-01-01"), None);
+        assert_eq!(parse_date("9999-12-31"), Some(2_932_896));
     }
 }

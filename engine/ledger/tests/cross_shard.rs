@@ -420,6 +420,9 @@ fn records_round_trip_through_their_encoding() {
     }
     assert_eq!(Record::decode(&[9; Record::ENCODED_LEN]), None);
     assert_eq!(Record::decode(&[1; 3]), None);
+    let mut padded = Record::Commit { id: 1 }.encode();
+    padded[40] = 1;
+    assert_eq!(Record::decode(&padded), None, "one record, one encoding");
 }
 
 #[test]

@@ -193,9 +193,9 @@ pub const SCENARIOS: &[Entry] = &[
     },
     Entry {
         name: "failover",
-        what: "primary → replica failover: time to resume, orders lost (must be none)",
-        estimate_secs: [0, 0, 0],
-        kind: Kind::NotBuiltYet("being built on another branch: add its run function here"),
+        what: "hot standby: kill -9 of the primary to the first order acknowledged by the new primary, and the order-to-ack cost of the standby's acknowledgement beside the journal-only baseline",
+        estimate_secs: [6, 12, 60],
+        kind: Kind::Built(failover),
     },
 ];
 
@@ -975,6 +975,61 @@ fn ledger(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
     result.notes.push(
         "PostgreSQL, the ledger's peer, runs only in `sequent-bench ledger` (it needs a server)."
             .into(),
+    );
+    Ok(result)
+}
+
+fn failover(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
+    use crate::failover::{FailoverBenchConfig, engine_binary, run};
+    let mode = ctx.config.mode;
+    let config = FailoverBenchConfig {
+        runs: mode.pick(2, 5, 20),
+        rate: 20_000,
+        seconds: mode.pick(0.5, 1.0, 3.0),
+        sessions: 2,
+        engine_bin: engine_binary()?,
+        dir: ctx.config.scratch.clone(),
+    };
+    let report = run(&config)?;
+    let mut result = ScenarioResult::new("failover", "", Status::Measured);
+    result.threads = 10;
+    result.wait = "blocking (both engines), 5 ms heartbeats, 50 ms timeout".to_owned();
+    let mut takeover = report.takeover_ns.clone();
+    takeover.sort_unstable();
+    let at = |q: f64| takeover[((takeover.len() - 1) as f64 * q).round() as usize];
+    result.series.push(series_from_figures(
+        "take-over: kill -9 → first ack on the new primary".to_owned(),
+        "per take-over",
+        None,
+        takeover.len() as u64,
+        Some([at(0.5), at(0.99), at(0.999), report.takeover_worst_ns]),
+    ));
+    for (label, figures, rate) in [
+        (
+            "order → ack, journal durable (baseline)",
+            report.alone,
+            report.acked_per_sec[0],
+        ),
+        (
+            "order → ack, journal durable + standby ack",
+            report.with_standby,
+            report.acked_per_sec[1],
+        ),
+    ] {
+        result.series.push(series_from_figures(
+            label.to_owned(),
+            "per order, open loop",
+            Some(rate as f64),
+            rate,
+            Some(figures),
+        ));
+    }
+    result.ratios.push(Ratio {
+        figure: "p99 order → ack with the standby's acknowledgement / without".to_owned(),
+        value: report.with_standby[1] as f64 / report.alone[1].max(1) as f64,
+    });
+    result.notes.push(
+        "Needs the sequent-engine binary next to sequent-bench (cargo build --release -p sequent-node -p sequent-bench).".into(),
     );
     Ok(result)
 }

@@ -520,8 +520,10 @@ fn http(
 ) -> anyhow::Result<Http> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(PATIENCE))?;
+    // HTTP/1.0: the server answers with a plain body read to the end, never chunked (a
+    // reconciliation of thousands of lines would be).
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: sequent\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: sequent\r\nContent-Length: {}\r\n",
         body.len()
     );
     if let Some(key) = key {

@@ -289,14 +289,15 @@ fn gateway_runs(
         let (closed, closed_latency) =
             closed_loop(addr, config.clients, config.seconds, &next_card)?;
         eprintln!("closed loop: {closed:.0} authorisations/s");
-        let (sustained, no_route) =
-            sustained(&node, addr, config.clients, config.seconds, &next_card)?;
-        eprintln!("sustained: {sustained:.0} authorisations/s ({no_route} × 503)");
+        // The open loop before the sustained run: it measures a gateway with no backlog.
         let open = open_loop(addr, config.open_rate, config.seconds, &next_card)?;
         eprintln!(
             "open loop at {}/s: p99 {} µs",
             config.open_rate, open.p99_us
         );
+        let (sustained, no_route) =
+            sustained(&node, addr, config.clients, config.seconds, &next_card)?;
+        eprintln!("sustained: {sustained:.0} authorisations/s ({no_route} × 503)");
         if next_card.load(Ordering::Relaxed) > GATEWAY_PAYMENTS_MAX {
             bail!("the runs made more payments than the engine holds; shorten --seconds");
         }
@@ -495,7 +496,12 @@ fn sustained(
     })?;
     let created = created.into_inner();
     let deadline = Instant::now() + PATIENCE;
-    while metric(node, "approvals") + metric(node, "declines") < approvals_before + created {
+    // Done when the acquirers' answers are in *and* the engine and the journal have taken every
+    // input sequenced so far (the connectors count an answer before it is sequenced).
+    while metric(node, "approvals") + metric(node, "declines") < approvals_before + created
+        || metric(node, "applied") < metric(node, "inputs")
+        || metric(node, "journal_written") < metric(node, "inputs")
+    {
         if Instant::now() > deadline {
             bail!("authorisations outstanding after the sustained run");
         }

@@ -20,6 +20,10 @@
 //! The [`failover`] module measures the hot standby: kill -9 to first acknowledgement on the new
 //! primary, and the order-to-ack cost of the standby's acknowledgement.
 //!
+//! The [`payments`] module measures the payments gateway end to end over loopback (two acquirer
+//! simulators), its merchant-API latency open loop, and vault tokenisation, beside the engine's
+//! `Payments::handle` in memory.
+//!
 //! Layout: [`ring`] holds the scenarios, the adapters for each implementation and the suite
 //! runner; [`report`] turns runs into rows, tables, Markdown and JSON lines; [`machine`]
 //! describes the machine a run happened on. The `sequent-bench` binary is a thin clap front end.
@@ -35,6 +39,7 @@ pub mod ledger;
 pub mod machine;
 pub mod matching;
 pub mod overhead;
+pub mod payments;
 pub mod plot;
 pub mod recorder;
 pub mod report;

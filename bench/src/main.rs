@@ -101,6 +101,10 @@ enum Command {
     Report(ReportArgs),
     /// Two `report` runs side by side: B/A per percentile, and each run's own ratios.
     Compare(CompareArgs),
+    /// The payments gateway: authorisations/s through the whole pipeline with two simulated
+    /// acquirers (closed loop and sustained), open-loop merchant-API latency, vault tokenisation,
+    /// beside `Payments::handle` in memory.
+    Payments(PaymentsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +161,28 @@ struct CompareArgs {
     /// Also draw A's and B's percentile spectra on one chart per scenario (SVG and PNG) here.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PaymentsArgs {
+    /// Shorter runs: well under a minute on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// Merchant connections of the closed loop and the sustained run.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Gateway HTTP worker threads.
+    #[arg(long, default_value_t = 4)]
+    http_threads: usize,
+    /// Seconds per gateway run (default 5, --quick 1.5).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Offered `POST /payments`/s of the open loop.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -372,6 +398,7 @@ fn main() -> ExitCode {
         Command::Ledger(args) => ledger_bench(&args),
         Command::Report(args) => report(&args),
         Command::Compare(args) => compare(&args),
+        Command::Payments(args) => payments_bench(&args),
     }
 }
 
@@ -1030,4 +1057,42 @@ fn announce(machine: &Machine) {
             machine.busy_text()
         );
     }
+}
+
+fn payments_bench(args: &PaymentsArgs) -> ExitCode {
+    use sequent_bench::payments::{PaymentsBenchConfig, render_markdown, run, threads};
+    let machine = Machine::detect();
+    announce(&machine);
+    let config = PaymentsBenchConfig {
+        clients: args.clients.max(1),
+        http_threads: args.http_threads.max(1),
+        seconds: args.seconds.unwrap_or(if args.quick { 1.5 } else { 5.0 }),
+        open_rate: args.rate.max(1),
+        memory_ops: if args.quick { 20_000 } else { 200_000 },
+    };
+    if threads(&config) > machine.cores {
+        eprintln!(
+            "WARNING: the gateway, two simulators and the clients run {} threads on {} cores: oversubscribed; they block rather than spin, but the figures include the scheduler",
+            threads(&config),
+            machine.cores
+        );
+    }
+    let report = match run(&config) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let output = if args.json {
+        serde_json::to_string(&report).unwrap_or_default() + "\n"
+    } else {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        render_markdown(
+            &machine.summary(),
+            &format!("sequent-bench {}", command.join(" ")),
+            &report,
+        )
+    };
+    write_stdout(&output)
 }

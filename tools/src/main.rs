@@ -20,6 +20,7 @@ mod ledger_line;
 mod ledger_shards;
 mod ledger_wire;
 mod match_cmd;
+mod payments_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +52,11 @@ enum Command {
     /// re-publishing it over multicast.
     #[command(subcommand)]
     Feed(feed_cmd::Command),
+    /// Card acquiring: run a scenario end to end against the payments gateway and two acquirer
+    /// simulator processes (`sequent payments scenario peak|outage|duplicates|partial|late|
+    /// settlement-mismatch`).
+    #[command(subcommand)]
+    Payments(payments_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Command::Match(args) => match_cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Ledger(command) => ledger_cmd::run(command),
         Command::Feed(command) => feed_cmd::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Payments(command) => payments_cmd::run(command),
     };
     match outcome {
         Ok(code) => code,

@@ -165,7 +165,20 @@ fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut session = Session::default();
     let mut deframer = Deframer::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let mut out = Vec::new();
+    // Answers leave when they are due, not one after another: a real acquirer works on many
+    // requests of one connection at once, so one slow answer must not delay those behind it (and
+    // the latency must not bound the rate). The writer thread owns the write side.
+    let (answers, due) = std::sync::mpsc::channel();
+    let Ok(write_side) = stream.try_clone() else {
+        return;
+    };
+    if thread::Builder::new()
+        .name("answers".into())
+        .spawn(move || write_when_due(write_side, &due))
+        .is_err()
+    {
+        return;
+    }
     loop {
         if shared.stopping() || shared.outage_now() == Some(OutageMode::Refuse) {
             let _ = stream.shutdown(Shutdown::Both);
@@ -203,11 +216,50 @@ fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
             let Some(response) = decision.response else {
                 continue;
             };
-            if decision.delay_ms > 0 {
-                thread::sleep(Duration::from_millis(decision.delay_ms));
+            let mut out = Vec::new();
+            if encode_frame(&response, &mut out).is_err() {
+                return;
             }
-            out.clear();
-            if encode_frame(&response, &mut out).is_err() || stream.write_all(&out).is_err() {
+            let at = Instant::now() + Duration::from_millis(decision.delay_ms);
+            if answers.send((at, out)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Writes each answer at its due time (equal times in arrival order) until the reader hangs up
+/// or a write fails. Blocks in `recv_timeout` until the earliest answer is due; never spins.
+fn write_when_due(mut stream: TcpStream, due: &std::sync::mpsc::Receiver<(Instant, Vec<u8>)>) {
+    use std::cmp::Reverse;
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut queue: std::collections::BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> =
+        std::collections::BinaryHeap::new();
+    let mut arrival = 0u64;
+    loop {
+        let received = match queue.peek() {
+            None => due.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(Reverse((at, _, _))) => {
+                due.recv_timeout(at.saturating_duration_since(Instant::now()))
+            }
+        };
+        match received {
+            Ok((at, bytes)) => {
+                queue.push(Reverse((at, arrival, bytes)));
+                arrival += 1;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // The reader ended the connection: nobody is left to answer.
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while queue
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= Instant::now())
+        {
+            let Some(Reverse((_, _, bytes))) = queue.pop() else {
+                break;
+            };
+            if stream.write_all(&bytes).is_err() {
                 return;
             }
         }

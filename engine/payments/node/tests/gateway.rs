@@ -250,7 +250,9 @@ fn outage_fails_over_reverses_every_timeout_and_reconciles() {
         }
     };
     send(4, 0);
-    std::thread::sleep(Duration::from_millis(1_200));
+    // acq-a's sign-on answer is 800 ms late too, so the four go out at about 0.8 s and their
+    // (late) answers come at about 1.6 s: refuse only after them.
+    std::thread::sleep(Duration::from_millis(2_200));
     assert_eq!(a.command("outage refuse"), "ok outage refuse");
     std::thread::sleep(Duration::from_millis(1_600)); // the breaker's half-open probe meets a refusal
     send(4, 4);
@@ -282,7 +284,12 @@ fn outage_fails_over_reverses_every_timeout_and_reconciles() {
             metric(&t, "reversals_queued"),
             metric(&t, "reversals_acknowledged"),
         );
-        if queued > 0 && queued == acked && metric(&t, "late_answers") > 0 {
+        // The captures too: settlement must not race their 0220s to acq-b.
+        if queued > 0
+            && queued == acked
+            && metric(&t, "late_answers") > 0
+            && metric(&t, "forwards_acknowledged") >= authorised as u64
+        {
             break;
         }
         assert!(Instant::now() < deadline, "reversals outstanding: {t}");

@@ -38,7 +38,8 @@ struct Args {
     /// Publisher's snapshot server (TCP).
     #[arg(long, default_value = "127.0.0.1:31101")]
     snapshot: SocketAddr,
-    /// Receive path: recv or recvmmsg (io-uring and af-xdp are not built yet).
+    /// Receive path: recv, recvmmsg or io-uring (probed; falls back to recvmmsg with a line
+    /// saying why). af-xdp is not built yet.
     #[arg(long, default_value = "recvmmsg")]
     recv: RecvKind,
     /// Skip gaps (counted) instead of recovering them: fresh data over complete data.

@@ -378,3 +378,12 @@ fn io_uring_receive_falls_back_to_recvmmsg_when_the_probe_fails() {
     assert_eq!(kind, RecvKind::RecvMmsg);
     assert!(stats.duplicate_packets > 0);
 }
+
+#[cfg(not(feature = "af-xdp"))]
+#[test]
+fn af_xdp_without_the_feature_falls_back_to_recvmmsg_saying_so() {
+    let (path, line) = sequent_feed::net::RecvPath::open(RecvKind::AfXdp);
+    println!("{line}");
+    assert_eq!(path.kind(), RecvKind::RecvMmsg);
+    assert!(line.contains("AF_XDP not built"), "{line}");
+}

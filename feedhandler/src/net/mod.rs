@@ -15,6 +15,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSo
 use std::os::fd::{AsRawFd, RawFd};
 
 mod uring_rx;
+#[cfg(feature = "af-xdp")]
+pub mod xdp;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use uring_rx::{URING_BUFS, UringBuffers, UringRx, probe as probe_uring_recv};
 
@@ -31,6 +33,21 @@ pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// CPU time this thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): what a receive
+/// path costs, including the io_uring task work the kernel runs in the submitting thread.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, exclusively borrowed timespec; the clock id is a constant.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Largest datagram a receive buffer holds.
@@ -300,6 +317,9 @@ pub enum RecvKind {
     RecvMmsg,
     /// io_uring multishot `IORING_OP_RECV` into provided buffers, probed at run time.
     IoUring,
+    /// AF_XDP on the line's interface (cargo feature `af-xdp`); the line sockets stay open and
+    /// are read too, for anything the XDP program passes to the stack.
+    AfXdp,
 }
 
 impl std::str::FromStr for RecvKind {
@@ -309,11 +329,9 @@ impl std::str::FromStr for RecvKind {
             "recv" => Ok(RecvKind::Recv),
             "recvmmsg" => Ok(RecvKind::RecvMmsg),
             "io-uring" | "io_uring" | "uring" => Ok(RecvKind::IoUring),
-            "af-xdp" | "af_xdp" => Err(format!(
-                "receive path {s:?} is not built yet (open in issue 7): use recv, recvmmsg or io-uring"
-            )),
+            "af-xdp" | "af_xdp" | "xdp" => Ok(RecvKind::AfXdp),
             _ => Err(format!(
-                "unknown receive path {s:?} (recv, recvmmsg, io-uring)"
+                "unknown receive path {s:?} (recv, recvmmsg, io-uring, af-xdp)"
             )),
         }
     }
@@ -349,6 +367,9 @@ pub struct RecvPath {
     uring_buffers: UringBuffers,
     /// io_uring path: each socket's ring, keyed by its descriptor.
     rings: Vec<(RawFd, UringRx)>,
+    /// AF_XDP path: each line socket's XDP socket, keyed by the line socket's descriptor.
+    #[cfg(feature = "af-xdp")]
+    xsks: Vec<(RawFd, xdp::XdpRx)>,
 }
 
 impl RecvPath {
@@ -365,6 +386,8 @@ impl RecvPath {
             lens: vec![0; BATCH_MAX],
             uring_buffers: UringBuffers::Ring,
             rings: Vec::with_capacity(RECV_SOCKETS_MAX),
+            #[cfg(feature = "af-xdp")]
+            xsks: Vec::with_capacity(RECV_SOCKETS_MAX),
         };
         let line = match kind {
             RecvKind::Recv => "receive path: recv".to_string(),
@@ -386,8 +409,64 @@ impl RecvPath {
                     format!("receive path: recvmmsg (io_uring receive unavailable: {why})")
                 }
             },
+            RecvKind::AfXdp if cfg!(feature = "af-xdp") => {
+                // Decided per line in `attach_xdp`, which sees the line's address.
+                "receive path: AF_XDP (pending: attached per line)".to_string()
+            }
+            RecvKind::AfXdp => {
+                path.kind = RecvKind::RecvMmsg;
+                "receive path: recvmmsg (AF_XDP not built: rebuild with cargo feature af-xdp)"
+                    .to_string()
+            }
         };
         (path, line)
+    }
+
+    /// AF_XDP path: opens an XDP socket for the line `socket` receives; on failure the whole
+    /// path falls back to recvmmsg. Returns the log line: which path and why.
+    pub fn attach_xdp(&mut self, socket: &UdpSocket, line: LineAddr) -> String {
+        if self.kind != RecvKind::AfXdp {
+            return String::new();
+        }
+        #[cfg(feature = "af-xdp")]
+        {
+            match xdp::XdpRx::open(line.addr, line.iface) {
+                Ok(rx) => {
+                    self.xsks.push((socket.as_raw_fd(), rx));
+                    format!(
+                        "receive path: AF_XDP for {} (copy mode, generic XDP, queue 0, {} frames of {} bytes)",
+                        line.addr,
+                        xdp::XDP_FRAMES,
+                        xdp::XDP_FRAME_BYTES
+                    )
+                }
+                Err(e) => {
+                    self.kind = RecvKind::RecvMmsg;
+                    self.xsks.clear();
+                    format!(
+                        "receive path: recvmmsg (AF_XDP unavailable for {}: {e})",
+                        line.addr
+                    )
+                }
+            }
+        }
+        #[cfg(not(feature = "af-xdp"))]
+        {
+            let _ = (socket, line);
+            unreachable!("open() falls back when the feature is off")
+        }
+    }
+
+    /// Datagrams the AF_XDP sockets delivered (0 on other paths).
+    pub fn xdp_packets(&self) -> u64 {
+        #[cfg(feature = "af-xdp")]
+        {
+            self.xsks.iter().map(|(_, x)| x.packets).sum()
+        }
+        #[cfg(not(feature = "af-xdp"))]
+        {
+            0
+        }
     }
 
     pub fn kind(&self) -> RecvKind {
@@ -421,8 +500,20 @@ impl RecvPath {
     pub fn wait_fd(&mut self, socket: &UdpSocket) -> io::Result<RawFd> {
         match self.kind {
             RecvKind::IoUring => self.ring(socket)?.wait_fd(),
+            #[cfg(feature = "af-xdp")]
+            RecvKind::AfXdp => Ok(self
+                .xsks
+                .iter()
+                .find(|(f, _)| *f == socket.as_raw_fd())
+                .map_or(socket.as_raw_fd(), |(_, x)| x.wait_fd())),
             _ => Ok(socket.as_raw_fd()),
         }
+    }
+
+    /// A second descriptor to wait on for `socket`: on the AF_XDP path the line socket
+    /// itself, which gets what the program passes to the stack.
+    pub fn also_wait_fd(&self, socket: &UdpSocket) -> Option<RawFd> {
+        (self.kind == RecvKind::AfXdp).then(|| socket.as_raw_fd())
     }
 
     /// Reads what is waiting on the non-blocking `socket` (at most [`BATCH_MAX`] datagrams,
@@ -446,6 +537,20 @@ impl RecvPath {
             }
             RecvKind::RecvMmsg => recvmmsg(socket, &mut self.bufs, &mut self.lens)?,
             RecvKind::IoUring => return self.ring(socket)?.recv(each),
+            RecvKind::AfXdp => {
+                #[cfg(feature = "af-xdp")]
+                let from_xdp = match self.xsks.iter_mut().find(|(f, _)| *f == socket.as_raw_fd()) {
+                    Some((_, x)) => x.recv(&mut each),
+                    None => 0,
+                };
+                #[cfg(not(feature = "af-xdp"))]
+                let from_xdp = 0;
+                let n = recvmmsg(socket, &mut self.bufs, &mut self.lens)?;
+                for i in 0..n {
+                    each(&self.bufs[i][..self.lens[i]]);
+                }
+                return Ok(from_xdp + n);
+            }
         };
         for i in 0..n {
             each(&self.bufs[i][..self.lens[i]]);
@@ -752,9 +857,20 @@ impl NetSubscriber {
         config: &SubscriberNetConfig,
         options: RecvOptions,
     ) -> io::Result<(NetSubscriber, String)> {
-        let (path, line) = RecvPath::open_with(config.recv, options);
+        let (mut path, mut line) = RecvPath::open_with(config.recv, options);
         let a = receiver_socket(config.line_a)?;
         let b = config.line_b.map(receiver_socket).transpose()?;
+        if path.kind() == RecvKind::AfXdp {
+            line = path.attach_xdp(&a, config.line_a);
+            if let (Some(b), Some(line_b)) = (&b, config.line_b) {
+                let b_line = path.attach_xdp(b, line_b);
+                line = if path.kind() == RecvKind::AfXdp {
+                    format!("{line}; {b_line}")
+                } else {
+                    b_line
+                };
+            }
+        }
         let rtx = UdpSocket::bind("127.0.0.1:0")?;
         rtx.set_nonblocking(true)?;
         Ok((
@@ -773,16 +889,19 @@ impl NetSubscriber {
 
     /// Waits up to `timeout` for packets, handles what came, runs timers and requests.
     pub fn poll_once(&mut self, timeout: Duration) -> io::Result<usize> {
-        let mut fds = [0; 3];
-        fds[0] = self.path.wait_fd(&self.a)?;
-        fds[1] = self.path.wait_fd(&self.rtx)?;
-        let count = match &self.b {
-            Some(b) => {
-                fds[2] = self.path.wait_fd(b)?;
-                3
+        let mut fds = [0; 6];
+        let mut count = 0;
+        for socket in [Some(&self.a), Some(&self.rtx), self.b.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            fds[count] = self.path.wait_fd(socket)?;
+            count += 1;
+            if let Some(fd) = self.path.also_wait_fd(socket) {
+                fds[count] = fd;
+                count += 1;
             }
-            None => 2,
-        };
+        }
         wait_readable(&fds[..count], timeout)?;
         let mut handled = 0;
         let core = &mut self.core;

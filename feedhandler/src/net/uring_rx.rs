@@ -141,9 +141,20 @@ impl std::fmt::Debug for UringRx {
 impl UringRx {
     /// Sets up a ring for `socket`; `buffers` None tries the buffer ring, then classic.
     pub fn new(socket: &UdpSocket, buffers: Option<UringBuffers>) -> io::Result<UringRx> {
-        let ring = IoUring::builder()
+        // Cooperative task running (5.19+): a completion arriving while this thread runs in
+        // user space sets IORING_SQ_TASKRUN instead of interrupting it; `recv` enters the
+        // kernel only then. A sleeping thread is still woken. Older kernels refuse the flags.
+        let ring = match IoUring::builder()
             .setup_cqsize(CQ_ENTRIES)
-            .build(SQ_ENTRIES)?;
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(SQ_ENTRIES)
+        {
+            Ok(ring) => ring,
+            Err(_) => IoUring::builder()
+                .setup_cqsize(CQ_ENTRIES)
+                .build(SQ_ENTRIES)?,
+        };
         let mut rx = UringRx {
             ring,
             buf_ring: None,
@@ -238,7 +249,7 @@ impl UringRx {
     }
 
     /// Arms the multishot receive if the kernel ended it (or it was never armed) and submits
-    /// whatever is queued.
+    /// whatever is queued (arming, classic buffer returns).
     fn arm(&mut self) -> io::Result<()> {
         if !self.armed {
             let entry = opcode::RecvMulti::new(types::Fd(self.fd), BGID)
@@ -250,14 +261,23 @@ impl UringRx {
                 .map_err(|_| io::Error::other("io_uring submission queue full"))?;
             self.armed = true;
         }
-        self.ring.submit()?;
+        // No system call when nothing is queued and no task work waits: the receive
+        // completions are posted by task work that runs whenever this thread leaves the kernel
+        // (the caller's poll(2) included), and reaping them is a read of shared memory.
+        let pending = {
+            let mut sq = self.ring.submission();
+            sq.sync();
+            !sq.is_empty() || sq.taskrun()
+        };
+        if pending {
+            self.ring.submit()?;
+        }
         Ok(())
     }
 
     /// Calls `each` with every datagram the kernel has completed (at most [`URING_BUFS`]);
     /// returns how many. Never blocks.
     pub fn recv(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
-        // Entering the kernel also runs the task work that posts receive completions.
         self.arm()?;
         let mut n = 0;
         let mut error = None;

@@ -387,3 +387,11 @@ fn af_xdp_without_the_feature_falls_back_to_recvmmsg_saying_so() {
     assert_eq!(path.kind(), RecvKind::RecvMmsg);
     assert!(line.contains("AF_XDP not built"), "{line}");
 }
+
+/// Subscribers are opened in one thread and polled in another (`engine/node/tests/feed.rs`).
+#[test]
+fn subscriber_is_send() {
+    fn send<T: Send>() {}
+    send::<NetSubscriber>();
+    send::<sequent_feed::net::RecvPath>();
+}

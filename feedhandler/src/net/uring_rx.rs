@@ -54,6 +54,12 @@ struct BufRing {
     tail: u16,
 }
 
+// SAFETY: the mapping is owned by this value alone (the kernel shares it, not another thread of
+// ours); moving it to another thread moves the only user-space writer with it. A subscriber may
+// be opened in one thread and polled in another: the ring is armed on the first poll, and its
+// completions are posted by task work of the thread that armed it.
+unsafe impl Send for BufRing {}
+
 impl BufRing {
     const BYTES: usize = URING_BUFS * std::mem::size_of::<types::BufRingEntry>();
 

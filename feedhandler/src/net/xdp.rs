@@ -141,6 +141,9 @@ struct Mapping {
     len: usize,
 }
 
+// SAFETY: the mapping is owned by this value alone; moving it moves its only user-space user.
+unsafe impl Send for Mapping {}
+
 impl Mapping {
     fn new(fd: RawFd, len: usize, offset: u64) -> io::Result<Mapping> {
         // SAFETY: no address hint; a shared mapping of `fd` at `offset` (or anonymous memory
@@ -184,6 +187,10 @@ struct Ring {
     desc: *mut u8,
     mask: u32,
 }
+
+// SAFETY: the pointers point into `map`, which this value owns and moves with it; only the
+// owning thread touches the ring's user-space side.
+unsafe impl Send for Ring {}
 
 impl Ring {
     fn new(

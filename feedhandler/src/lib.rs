@@ -5,7 +5,8 @@
 //! loss injection ([`loss`]) and the sockets that carry them ([`net`]). The protocol, book,
 //! publisher and subscriber cores do no I/O and read no clock: time comes in as arguments, so
 //! tests drive them in virtual time. Only [`net`] touches the kernel, and it is the one module
-//! allowed `unsafe` (the `sendmmsg` / `recvmmsg` calls), each block with its SAFETY line.
+//! allowed `unsafe` (the `sendmmsg` / `recvmmsg` / `poll` calls, io_uring, and behind the `af-xdp`
+//! feature AF_XDP and `bpf(2)`), each block with its SAFETY line.
 //!
 //! It must not touch the matching engine's state: it rebuilds books from messages alone.
 

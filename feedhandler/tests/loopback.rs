@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use sequent_feed::loss::{LossConfig, SessionGenerator};
 use sequent_feed::net::{
-    LineAddr, NetPublisher, NetSubscriber, PublisherNetConfig, RecvKind, SendKind,
-    SubscriberNetConfig, multicast_loopback_works,
+    LineAddr, NetPublisher, NetSubscriber, PublisherNetConfig, RecvKind, RecvOptions, SendKind,
+    SubscriberNetConfig, UringBuffers, multicast_loopback_works, probe_uring_recv,
 };
 use sequent_feed::publisher::{Publisher, PublisherConfig};
 use sequent_feed::subscriber::{Stats, Subscriber, SubscriberConfig};
@@ -71,12 +71,14 @@ struct Run {
     b_outage: std::ops::Range<u64>,
     /// How long a hole may wait for the other line before a request goes out.
     gap_wait_ns: u64,
+    /// Receive-path options (the io_uring probe and buffer provision).
+    recv_options: RecvOptions,
 }
 
 /// One run at a time: each has a publisher thread that sends flat out, and CI has two cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(r: Run) -> Stats {
+fn run(r: Run) -> (Stats, RecvKind) {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (line_a, line_b) = lines((r.seed % 200) as u8 + 1);
     let loss = |salt| LossConfig {
@@ -111,12 +113,13 @@ fn run(r: Run) -> Stats {
     // A subscriber from the start joins before the first packet leaves (no race with the
     // publisher thread); a late joiner opens its sockets later, below.
     let open = || {
-        let (subscriber, line) = NetSubscriber::open(
+        let (subscriber, line) = NetSubscriber::open_with(
             Subscriber::new(SubscriberConfig {
                 gap_wait_ns: r.gap_wait_ns,
                 ..SubscriberConfig::default()
             }),
             &sub_config,
+            r.recv_options,
         )
         .unwrap();
         println!("{line}");
@@ -222,7 +225,13 @@ fn run(r: Run) -> Stats {
     );
     assert_eq!(stats.gaps_open(), 0);
     assert_eq!(stats.messages_skipped, 0);
-    stats
+    if subscriber.recv_path().kind() == RecvKind::IoUring {
+        println!(
+            "io_uring multishot re-armed {} times",
+            subscriber.recv_path().rearms()
+        );
+    }
+    (stats, subscriber.recv_path().kind())
 }
 
 #[test]
@@ -245,7 +254,9 @@ fn lossy_session_over_sockets_recovers_every_gap() {
             join_after: 0,
             b_outage: 0..0,
             gap_wait_ns: 1_000_000,
-        });
+            recv_options: RecvOptions::default(),
+        })
+        .0;
         assert!(
             stats.gaps_seen + stats.gaps_filled_by_other_line > 0,
             "3% loss on both lines opens holes"
@@ -266,7 +277,9 @@ fn late_joiner_over_sockets_recovers_by_snapshot() {
         join_after: 6_000,
         b_outage: 0..0,
         gap_wait_ns: 1_000_000,
-    });
+        recv_options: RecvOptions::default(),
+    })
+    .0;
     assert!(stats.snapshots_applied >= 1);
     assert!(stats.gaps_recovered_by_snapshot >= 1);
 }
@@ -285,8 +298,100 @@ fn b_line_outage_over_sockets_is_invisible() {
         // Invisible means: the other line fills any hole before a request would go out. The
         // wait covers a subscriber thread descheduled between reading B and A on a busy host.
         gap_wait_ns: 50_000_000,
-    });
+        recv_options: RecvOptions::default(),
+    })
+    .0;
     assert_eq!(stats.gaps_seen, 0);
     assert_eq!(stats.retransmit_requests + stats.snapshot_requests, 0);
     assert!(stats.packets_b < stats.packets_a);
+}
+
+fn uring_run(seed: u64, buffers: UringBuffers) {
+    if let Err(why) = probe_uring_recv(Some(buffers)) {
+        println!("SKIP: io_uring receive with {buffers:?} buffers does not work here: {why}");
+        return;
+    }
+    let (stats, kind) = run(Run {
+        messages: 15_000,
+        seed,
+        loss_ppm: 30_000,
+        history: 8192,
+        send: SendKind::SendMmsg,
+        recv: RecvKind::IoUring,
+        join_after: 0,
+        b_outage: 0..0,
+        gap_wait_ns: 1_000_000,
+        recv_options: RecvOptions {
+            uring_buffers: Some(buffers),
+            ..RecvOptions::default()
+        },
+    });
+    assert_eq!(kind, RecvKind::IoUring, "the probe passed, so no fallback");
+    assert!(stats.gaps_seen + stats.gaps_filled_by_other_line > 0);
+    assert!(
+        stats.gaps_recovered_by_retransmit > 0,
+        "holes closed by retransmission"
+    );
+    assert!(stats.duplicate_packets > 0);
+}
+
+#[test]
+fn io_uring_receive_with_buffer_ring_recovers_every_gap() {
+    uring_run(400, UringBuffers::Ring);
+}
+
+#[test]
+fn io_uring_receive_with_classic_provided_buffers_recovers_every_gap() {
+    uring_run(401, UringBuffers::Classic);
+}
+
+fn failing_probe(_: Option<UringBuffers>) -> Result<UringBuffers, String> {
+    Err("injected probe failure".into())
+}
+
+#[test]
+fn io_uring_receive_falls_back_to_recvmmsg_when_the_probe_fails() {
+    let options = RecvOptions {
+        uring_probe: failing_probe,
+        ..RecvOptions::default()
+    };
+    let (path, line) = sequent_feed::net::RecvPath::open_with(RecvKind::IoUring, options);
+    println!("{line}");
+    assert_eq!(path.kind(), RecvKind::RecvMmsg);
+    assert_eq!(
+        line,
+        "receive path: recvmmsg (io_uring receive unavailable: injected probe failure)"
+    );
+    // And the fallen-back subscriber still carries a lossy session to the same books.
+    let (stats, kind) = run(Run {
+        messages: 5_000,
+        seed: 402,
+        loss_ppm: 30_000,
+        history: 8192,
+        send: SendKind::SendMmsg,
+        recv: RecvKind::IoUring,
+        join_after: 0,
+        b_outage: 0..0,
+        gap_wait_ns: 1_000_000,
+        recv_options: options,
+    });
+    assert_eq!(kind, RecvKind::RecvMmsg);
+    assert!(stats.duplicate_packets > 0);
+}
+
+#[cfg(not(feature = "af-xdp"))]
+#[test]
+fn af_xdp_without_the_feature_falls_back_to_recvmmsg_saying_so() {
+    let (path, line) = sequent_feed::net::RecvPath::open(RecvKind::AfXdp);
+    println!("{line}");
+    assert_eq!(path.kind(), RecvKind::RecvMmsg);
+    assert!(line.contains("AF_XDP not built"), "{line}");
+}
+
+/// Subscribers are opened in one thread and polled in another (`engine/node/tests/feed.rs`).
+#[test]
+fn subscriber_is_send() {
+    fn send<T: Send>() {}
+    send::<NetSubscriber>();
+    send::<sequent_feed::net::RecvPath>();
 }

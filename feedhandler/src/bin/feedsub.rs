@@ -38,7 +38,8 @@ struct Args {
     /// Publisher's snapshot server (TCP).
     #[arg(long, default_value = "127.0.0.1:31101")]
     snapshot: SocketAddr,
-    /// Receive path: recv or recvmmsg (io-uring and af-xdp are not built yet).
+    /// Receive path: recv, recvmmsg, io-uring or af-xdp (cargo feature `af-xdp`, root). The
+    /// last two are probed and fall back to recvmmsg with a line saying why.
     #[arg(long, default_value = "recvmmsg")]
     recv: RecvKind,
     /// Skip gaps (counted) instead of recovering them: fresh data over complete data.

@@ -1,8 +1,9 @@
 //! Sockets: the kernel-facing half. UDP lines (multicast, or unicast where multicast does not
-//! work), send paths (`send`, `sendmmsg`, io_uring), receive paths (`recv`, `recvmmsg`), the
+//! work), send paths (`send`, `sendmmsg`, io_uring), receive paths (`recv`, `recvmmsg`, io_uring multishot), the
 //! publisher's retransmission server (unicast UDP) and snapshot server (TCP), and the loops that
 //! drive the sans-IO cores. This is the only module with `unsafe`: the `sendmmsg` / `recvmmsg` /
-//! `poll` calls and io_uring submissions, each with its SAFETY line.
+//! `poll` calls and io_uring submissions (the receive side in [`uring_rx`]), each with its
+//! SAFETY line.
 //!
 //! Every path is probed at run time and falls back with a line saying why
 //! ([`SendPath::open`], [`RecvPath::open`]).
@@ -11,8 +12,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+
+mod uring_rx;
+#[cfg(feature = "af-xdp")]
+pub mod xdp;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub use uring_rx::{URING_BUFS, UringBuffers, UringRx, probe as probe_uring_recv};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -27,6 +33,21 @@ pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// CPU time this thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): what a receive
+/// path costs, including the io_uring task work the kernel runs in the submitting thread.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, exclusively borrowed timespec; the clock id is a constant.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Largest datagram a receive buffer holds.
@@ -290,8 +311,15 @@ fn uring_send(
 /// How packets arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecvKind {
+    /// One `recv(2)` per datagram.
     Recv,
+    /// `recvmmsg(2)`: up to [`BATCH_MAX`] datagrams per system call.
     RecvMmsg,
+    /// io_uring multishot `IORING_OP_RECV` into provided buffers, probed at run time.
+    IoUring,
+    /// AF_XDP on the line's interface (cargo feature `af-xdp`); the line sockets stay open and
+    /// are read too, for anything the XDP program passes to the stack.
+    AfXdp,
 }
 
 impl std::str::FromStr for RecvKind {
@@ -300,42 +328,196 @@ impl std::str::FromStr for RecvKind {
         match s {
             "recv" => Ok(RecvKind::Recv),
             "recvmmsg" => Ok(RecvKind::RecvMmsg),
-            "io-uring" | "io_uring" | "af-xdp" | "af_xdp" => Err(format!(
-                "receive path {s:?} is not built yet (open in issue 7): use recv or recvmmsg"
+            "io-uring" | "io_uring" | "uring" => Ok(RecvKind::IoUring),
+            "af-xdp" | "af_xdp" | "xdp" => Ok(RecvKind::AfXdp),
+            _ => Err(format!(
+                "unknown receive path {s:?} (recv, recvmmsg, io-uring, af-xdp)"
             )),
-            _ => Err(format!("unknown receive path {s:?} (recv, recvmmsg)")),
         }
     }
 }
 
-/// A receive path with its buffers (allocated once).
+/// How a receive path is opened: the probe is injectable so tests can prove the fallback.
+#[derive(Debug, Clone, Copy)]
+pub struct RecvOptions {
+    /// io_uring buffer provision: None tries the registered buffer ring, then classic.
+    pub uring_buffers: Option<UringBuffers>,
+    /// Replaces the io_uring probe (tests inject a failure with it).
+    pub uring_probe: fn(Option<UringBuffers>) -> Result<UringBuffers, String>,
+}
+
+impl Default for RecvOptions {
+    fn default() -> Self {
+        RecvOptions {
+            uring_buffers: None,
+            uring_probe: uring_rx::probe,
+        }
+    }
+}
+
+/// Sockets one receive path serves at most (lines A and B and the retransmission socket).
+pub const RECV_SOCKETS_MAX: usize = 4;
+
+/// A receive path with its buffers (allocated once; an io_uring ring per socket on first use).
 #[derive(Debug)]
 pub struct RecvPath {
     kind: RecvKind,
     bufs: Vec<[u8; DATAGRAM_MAX]>,
     lens: Vec<usize>,
+    uring_buffers: UringBuffers,
+    /// io_uring path: each socket's ring, keyed by its descriptor.
+    rings: Vec<(RawFd, UringRx)>,
+    /// AF_XDP path: each line socket's XDP socket, keyed by the line socket's descriptor.
+    #[cfg(feature = "af-xdp")]
+    xsks: Vec<(RawFd, xdp::XdpRx)>,
 }
 
 impl RecvPath {
+    /// Opens the wanted path, or recvmmsg when it cannot work here; the string says which
+    /// path is in use and why.
     pub fn open(kind: RecvKind) -> (RecvPath, String) {
-        (
-            RecvPath {
-                kind,
-                bufs: vec![[0u8; DATAGRAM_MAX]; BATCH_MAX],
-                lens: vec![0; BATCH_MAX],
+        RecvPath::open_with(kind, RecvOptions::default())
+    }
+
+    pub fn open_with(kind: RecvKind, options: RecvOptions) -> (RecvPath, String) {
+        let mut path = RecvPath {
+            kind,
+            bufs: vec![[0u8; DATAGRAM_MAX]; BATCH_MAX],
+            lens: vec![0; BATCH_MAX],
+            uring_buffers: UringBuffers::Ring,
+            rings: Vec::with_capacity(RECV_SOCKETS_MAX),
+            #[cfg(feature = "af-xdp")]
+            xsks: Vec::with_capacity(RECV_SOCKETS_MAX),
+        };
+        let line = match kind {
+            RecvKind::Recv => "receive path: recv".to_string(),
+            RecvKind::RecvMmsg => "receive path: recvmmsg".to_string(),
+            RecvKind::IoUring => match (options.uring_probe)(options.uring_buffers) {
+                Ok(buffers) => {
+                    path.uring_buffers = buffers;
+                    format!(
+                        "receive path: io_uring (multishot IORING_OP_RECV, {} buffers of {DATAGRAM_MAX} bytes per socket, {})",
+                        uring_rx::URING_BUFS,
+                        match buffers {
+                            UringBuffers::Ring => "registered buffer ring",
+                            UringBuffers::Classic => "IORING_OP_PROVIDE_BUFFERS",
+                        }
+                    )
+                }
+                Err(why) => {
+                    path.kind = RecvKind::RecvMmsg;
+                    format!("receive path: recvmmsg (io_uring receive unavailable: {why})")
+                }
             },
-            match kind {
-                RecvKind::Recv => "receive path: recv".to_string(),
-                RecvKind::RecvMmsg => "receive path: recvmmsg".to_string(),
-            },
-        )
+            RecvKind::AfXdp if cfg!(feature = "af-xdp") => {
+                // Decided per line in `attach_xdp`, which sees the line's address.
+                "receive path: AF_XDP (pending: attached per line)".to_string()
+            }
+            RecvKind::AfXdp => {
+                path.kind = RecvKind::RecvMmsg;
+                "receive path: recvmmsg (AF_XDP not built: rebuild with cargo feature af-xdp)"
+                    .to_string()
+            }
+        };
+        (path, line)
+    }
+
+    /// AF_XDP path: opens an XDP socket for the line `socket` receives; on failure the whole
+    /// path falls back to recvmmsg. Returns the log line: which path and why.
+    pub fn attach_xdp(&mut self, socket: &UdpSocket, line: LineAddr) -> String {
+        if self.kind != RecvKind::AfXdp {
+            return String::new();
+        }
+        #[cfg(feature = "af-xdp")]
+        {
+            match xdp::XdpRx::open(line.addr, line.iface) {
+                Ok(rx) => {
+                    self.xsks.push((socket.as_raw_fd(), rx));
+                    format!(
+                        "receive path: AF_XDP for {} (copy mode, generic XDP, queue 0, {} frames of {} bytes)",
+                        line.addr,
+                        xdp::XDP_FRAMES,
+                        xdp::XDP_FRAME_BYTES
+                    )
+                }
+                Err(e) => {
+                    self.kind = RecvKind::RecvMmsg;
+                    self.xsks.clear();
+                    format!(
+                        "receive path: recvmmsg (AF_XDP unavailable for {}: {e})",
+                        line.addr
+                    )
+                }
+            }
+        }
+        #[cfg(not(feature = "af-xdp"))]
+        {
+            let _ = (socket, line);
+            unreachable!("open() falls back when the feature is off")
+        }
+    }
+
+    /// Datagrams the AF_XDP sockets delivered (0 on other paths).
+    pub fn xdp_packets(&self) -> u64 {
+        #[cfg(feature = "af-xdp")]
+        {
+            self.xsks.iter().map(|(_, x)| x.packets).sum()
+        }
+        #[cfg(not(feature = "af-xdp"))]
+        {
+            0
+        }
     }
 
     pub fn kind(&self) -> RecvKind {
         self.kind
     }
 
-    /// Reads what is waiting on the non-blocking `socket` (at most [`BATCH_MAX`] datagrams);
+    /// Times the kernel ended a multishot receive and it was armed again (io_uring path).
+    pub fn rearms(&self) -> u64 {
+        self.rings.iter().map(|(_, r)| r.rearms).sum()
+    }
+
+    fn ring(&mut self, socket: &UdpSocket) -> io::Result<&mut UringRx> {
+        let fd = socket.as_raw_fd();
+        let i = match self.rings.iter().position(|(f, _)| *f == fd) {
+            Some(i) => i,
+            None => {
+                assert!(
+                    self.rings.len() < RECV_SOCKETS_MAX,
+                    "a receive path serves at most {RECV_SOCKETS_MAX} sockets"
+                );
+                let rx = UringRx::new(socket, Some(self.uring_buffers))?;
+                self.rings.push((fd, rx));
+                self.rings.len() - 1
+            }
+        };
+        Ok(&mut self.rings[i].1)
+    }
+
+    /// The descriptor to wait on for `socket`'s datagrams: the socket itself, or on the
+    /// io_uring path its ring (the kernel drains the socket into the ring's buffers).
+    pub fn wait_fd(&mut self, socket: &UdpSocket) -> io::Result<RawFd> {
+        match self.kind {
+            RecvKind::IoUring => self.ring(socket)?.wait_fd(),
+            #[cfg(feature = "af-xdp")]
+            RecvKind::AfXdp => Ok(self
+                .xsks
+                .iter()
+                .find(|(f, _)| *f == socket.as_raw_fd())
+                .map_or(socket.as_raw_fd(), |(_, x)| x.wait_fd())),
+            _ => Ok(socket.as_raw_fd()),
+        }
+    }
+
+    /// A second descriptor to wait on for `socket`: on the AF_XDP path the line socket
+    /// itself, which gets what the program passes to the stack.
+    pub fn also_wait_fd(&self, socket: &UdpSocket) -> Option<RawFd> {
+        (self.kind == RecvKind::AfXdp).then(|| socket.as_raw_fd())
+    }
+
+    /// Reads what is waiting on the non-blocking `socket` (at most [`BATCH_MAX`] datagrams,
+    /// or on the io_uring path what its ring completed);
     /// calls `each` with every datagram; returns how many.
     pub fn recv(&mut self, socket: &UdpSocket, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
         let n = match self.kind {
@@ -354,6 +536,21 @@ impl RecvPath {
                 n
             }
             RecvKind::RecvMmsg => recvmmsg(socket, &mut self.bufs, &mut self.lens)?,
+            RecvKind::IoUring => return self.ring(socket)?.recv(each),
+            RecvKind::AfXdp => {
+                #[cfg(feature = "af-xdp")]
+                let from_xdp = match self.xsks.iter_mut().find(|(f, _)| *f == socket.as_raw_fd()) {
+                    Some((_, x)) => x.recv(&mut each),
+                    None => 0,
+                };
+                #[cfg(not(feature = "af-xdp"))]
+                let from_xdp = 0;
+                let n = recvmmsg(socket, &mut self.bufs, &mut self.lens)?;
+                for i in 0..n {
+                    each(&self.bufs[i][..self.lens[i]]);
+                }
+                return Ok(from_xdp + n);
+            }
         };
         for i in 0..n {
             each(&self.bufs[i][..self.lens[i]]);
@@ -407,16 +604,25 @@ fn recvmmsg(
     Ok(n)
 }
 
-/// Waits until one of `sockets` is readable or `timeout` passes.
+/// Most descriptors [`wait_readable`] waits on.
+pub const WAIT_FDS_MAX: usize = 8;
+
+/// Waits until one of `fds` is readable or `timeout` passes (no allocation: it runs in the
+/// receive loop).
 pub fn wait_readable(fds: &[i32], timeout: Duration) -> io::Result<()> {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: *fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    assert!(
+        fds.len() <= WAIT_FDS_MAX,
+        "at most {WAIT_FDS_MAX} descriptors"
+    );
+    let mut all = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; WAIT_FDS_MAX];
+    for (p, fd) in all.iter_mut().zip(fds) {
+        p.fd = *fd;
+    }
+    let pollfds = &mut all[..fds.len()];
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `pollfds` is a live, exclusively borrowed array of `pollfds.len()` entries.
     let r = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
@@ -632,13 +838,39 @@ pub struct NetSubscriber {
 }
 
 impl NetSubscriber {
+    /// The receive path in use (after any fallback).
+    pub fn recv_path(&self) -> &RecvPath {
+        &self.path
+    }
+
+    /// Opens the sockets; the string is the receive path's log line.
     pub fn open(
         core: Subscriber,
         config: &SubscriberNetConfig,
     ) -> io::Result<(NetSubscriber, String)> {
-        let (path, line) = RecvPath::open(config.recv);
+        NetSubscriber::open_with(core, config, RecvOptions::default())
+    }
+
+    /// [`NetSubscriber::open`] with the receive path's options (tests inject probe failures).
+    pub fn open_with(
+        core: Subscriber,
+        config: &SubscriberNetConfig,
+        options: RecvOptions,
+    ) -> io::Result<(NetSubscriber, String)> {
+        let (mut path, mut line) = RecvPath::open_with(config.recv, options);
         let a = receiver_socket(config.line_a)?;
         let b = config.line_b.map(receiver_socket).transpose()?;
+        if path.kind() == RecvKind::AfXdp {
+            line = path.attach_xdp(&a, config.line_a);
+            if let (Some(b), Some(line_b)) = (&b, config.line_b) {
+                let b_line = path.attach_xdp(b, line_b);
+                line = if path.kind() == RecvKind::AfXdp {
+                    format!("{line}; {b_line}")
+                } else {
+                    b_line
+                };
+            }
+        }
         let rtx = UdpSocket::bind("127.0.0.1:0")?;
         rtx.set_nonblocking(true)?;
         Ok((
@@ -657,11 +889,20 @@ impl NetSubscriber {
 
     /// Waits up to `timeout` for packets, handles what came, runs timers and requests.
     pub fn poll_once(&mut self, timeout: Duration) -> io::Result<usize> {
-        let mut fds = vec![self.a.as_raw_fd(), self.rtx.as_raw_fd()];
-        if let Some(b) = &self.b {
-            fds.push(b.as_raw_fd());
+        let mut fds = [0; 6];
+        let mut count = 0;
+        for socket in [Some(&self.a), Some(&self.rtx), self.b.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            fds[count] = self.path.wait_fd(socket)?;
+            count += 1;
+            if let Some(fd) = self.path.also_wait_fd(socket) {
+                fds[count] = fd;
+                count += 1;
+            }
         }
-        wait_readable(&fds, timeout)?;
+        wait_readable(&fds[..count], timeout)?;
         let mut handled = 0;
         let core = &mut self.core;
         handled += self.path.recv(&self.a, |p| {

@@ -727,9 +727,37 @@ fn replay(
         recovered.books_digest = feed.books.digest();
         return Ok(recovered);
     }
+    recovered.replayed = apply_journal(dir, from, None, core, feed, position)?;
+    recovered.sequence = position.next_sequence - 1;
+    if recovered.sequence + 1 != next_sequence {
+        bail!(
+            "replay ended at sequence {} but the journal continues at {next_sequence}",
+            recovered.sequence
+        );
+    }
+    recovered.digest = core.state_digest();
+    recovered.feed_messages = feed.messages;
+    recovered.books_digest = feed.books.digest();
+    Ok(recovered)
+}
+
+/// Applies the journal's records from `from` (to `until`, inclusive, or the end) to `core`,
+/// counting the feed's messages and moving `position`; returns how many it applied.
+fn apply_journal(
+    dir: &Path,
+    from: u64,
+    until: Option<u64>,
+    core: &mut Core,
+    feed: &mut FeedState,
+    position: &mut crate::replication::Position,
+) -> anyhow::Result<u64> {
     let mut reader = Reader::from_sequence(dir, from)?;
     let mut scratch = Vec::with_capacity(4096);
+    let mut records = 0;
     while let Some(entry) = reader.next()? {
+        if until.is_some_and(|until| entry.sequence > until) {
+            break;
+        }
         let input = record::decode(entry.kind, entry.payload).map_err(|reason| {
             anyhow::anyhow!(
                 "journal record {} is not an engine input: {reason}",
@@ -745,19 +773,9 @@ fn replay(
             entry.kind,
             entry.payload,
         );
-        recovered.replayed += 1;
-        recovered.sequence = entry.sequence;
+        records += 1;
     }
-    if recovered.sequence + 1 != next_sequence {
-        bail!(
-            "replay ended at sequence {} but the journal continues at {next_sequence}",
-            recovered.sequence
-        );
-    }
-    recovered.digest = core.state_digest();
-    recovered.feed_messages = feed.messages;
-    recovered.books_digest = feed.books.digest();
-    Ok(recovered)
+    Ok(records)
 }
 
 /// What [`replay_journal`] found.
@@ -791,30 +809,7 @@ pub fn replay_journal(
         books: sequent_feed::book::Books::new(),
     };
     let mut position = crate::replication::Position::default();
-    let mut reader = Reader::open(dir)?;
-    let mut scratch = Vec::with_capacity(4096);
-    let mut records = 0;
-    while let Some(entry) = reader.next()? {
-        if until.is_some_and(|until| entry.sequence > until) {
-            break;
-        }
-        let input = record::decode(entry.kind, entry.payload).map_err(|reason| {
-            anyhow::anyhow!(
-                "journal record {} is not an engine input: {reason}",
-                entry.sequence
-            )
-        })?;
-        scratch.clear();
-        core.apply(entry.timestamp_ns, &input, &mut scratch);
-        feed.take(&scratch);
-        position.track(
-            entry.sequence,
-            entry.timestamp_ns,
-            entry.kind,
-            entry.payload,
-        );
-        records += 1;
-    }
+    let records = apply_journal(dir, 1, until, &mut core, &mut feed, &mut position)?;
     Ok(Replayed {
         records,
         sequence: position.next_sequence.saturating_sub(1),
@@ -1195,12 +1190,10 @@ impl EventHandler<InputSlot> for CoreStage {
             self.replication
                 .push_digest(slot.journal_sequence, self.core.state_digest());
         }
-        self.snapshots.feed_messages += self
-            .scratch
-            .iter()
-            .filter(|o| matches!(o, Output::Market(_)))
-            .count() as u64;
         for output in &self.scratch {
+            if let Output::Market(_) = output {
+                self.snapshots.feed_messages += 1;
+            }
             // Blocks while the gateway is behind: backpressure, never loss.
             let _ = out.publish(|o| {
                 o.input_sequence = slot.journal_sequence;
@@ -1509,7 +1502,13 @@ impl Gateway {
         // input is published: a nested sequencing would reuse `journal_sequence`, and a nested
         // close would clear the read buffer a caller is decoding.
         self.sequencing = true;
-        let published = self.publish_input(journal_sequence, ts, input);
+        let published = self.publish_slot(|slot| {
+            slot.journal_sequence = journal_sequence;
+            slot.ts = ts;
+            slot.input = input;
+            slot.last = false;
+            slot.snapshot = false;
+        });
         self.sequencing = false;
         published?;
         self.next_sequence += 1;
@@ -1532,26 +1531,16 @@ impl Gateway {
         Ok(())
     }
 
-    fn publish_input(
-        &mut self,
-        journal_sequence: u64,
-        ts: u64,
-        input: Input,
-    ) -> anyhow::Result<()> {
+    /// Publishes one input-ring slot, filled by `fill`. While the ring is full it empties the
+    /// output ring (the core may be waiting for room there, and only this thread empties it), so
+    /// it never blocks.
+    fn publish_slot(&mut self, fill: impl Fn(&mut InputSlot)) -> anyhow::Result<()> {
         loop {
             let Some(producer) = self.input.as_mut() else {
                 bail!("the input ring is closed");
             };
-            match producer.try_publish(|slot| {
-                slot.journal_sequence = journal_sequence;
-                slot.ts = ts;
-                slot.input = input;
-                slot.last = false;
-                slot.snapshot = false;
-            }) {
+            match producer.try_publish(&fill) {
                 Ok(_) => return Ok(()),
-                // Full: the core may be waiting for room in the output ring, which only this
-                // thread empties, so empty it before trying again (never block here).
                 Err(TryPublishError::Full) => {
                     self.pump_outputs();
                     std::thread::yield_now();
@@ -1567,33 +1556,15 @@ impl Gateway {
     /// journaled, not applied).
     fn request_snapshot(&mut self) -> anyhow::Result<()> {
         self.sequencing = true;
-        let published = self.publish_snapshot_request();
+        let journal_sequence = self.next_sequence - 1;
+        let published = self.publish_slot(|slot| {
+            slot.journal_sequence = journal_sequence;
+            slot.last = false;
+            slot.snapshot = true;
+        });
         self.sequencing = false;
         published?;
         self.close_deferred()
-    }
-
-    fn publish_snapshot_request(&mut self) -> anyhow::Result<()> {
-        let journal_sequence = self.next_sequence - 1;
-        loop {
-            let Some(producer) = self.input.as_mut() else {
-                bail!("the input ring is closed");
-            };
-            match producer.try_publish(|slot| {
-                slot.journal_sequence = journal_sequence;
-                slot.last = false;
-                slot.snapshot = true;
-            }) {
-                Ok(_) => return Ok(()),
-                Err(TryPublishError::Full) => {
-                    self.pump_outputs();
-                    std::thread::yield_now();
-                }
-                Err(TryPublishError::Halted(halted)) => {
-                    bail!("the pipeline stopped: {halted:?}")
-                }
-            }
-        }
     }
 
     fn accept(&mut self) -> anyhow::Result<()> {

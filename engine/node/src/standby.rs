@@ -20,9 +20,7 @@ use anyhow::{Context, bail};
 
 use crate::config::EngineConfig;
 use crate::engine::{Engine, Metrics, NodeState};
-use crate::replication::{
-    FrameReader, Received, RefuseReason, ToPrimary, ToStandby, VERSION, record_hash,
-};
+use crate::replication::{FrameReader, Received, RefuseReason, ToPrimary, ToStandby, VERSION};
 
 /// A running standby.
 #[derive(Debug)]
@@ -436,18 +434,4 @@ fn archive_name(dir: &Path) -> PathBuf {
         .map(|n| parent.join(format!("{name}.diverged-{n}")))
         .find(|p| !p.exists())
         .expect("some name is free")
-}
-
-/// The hash of the record at `sequence` in `dir` (for tests and tools).
-pub fn record_hash_at(dir: &Path, sequence: u64) -> anyhow::Result<u64> {
-    let mut reader = sequent_journal::Reader::from_sequence(dir, sequence)?;
-    let record = reader
-        .next()?
-        .with_context(|| format!("no record {sequence}"))?;
-    Ok(record_hash(
-        record.sequence,
-        record.timestamp_ns,
-        record.kind,
-        record.payload,
-    ))
 }

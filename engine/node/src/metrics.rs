@@ -120,8 +120,8 @@ fn answer(line: &str, metrics: &Metrics, admin: Option<&Admin>) -> (&'static str
     let method = parts.next().unwrap_or("");
     let path = parts.next().unwrap_or("");
     match (method, path, admin) {
-        ("POST", "/admin/handover", Some(Admin::Primary { stop, replication })) => {
-            replication.handover.store(true, Ordering::Release);
+        ("POST", "/admin/handover", Some(Admin::Primary { stop, .. })) => {
+            // A graceful stop hands over to the attached standby.
             stop.store(true, Ordering::Release);
             (
                 "200 OK",

@@ -532,8 +532,6 @@ pub struct Shared {
     pub degraded: AtomicBool,
     /// A primary of a later term exists: release nothing, serve nothing.
     pub fenced: AtomicBool,
-    /// A planned hand-over was asked for (the admin endpoint).
-    pub handover: AtomicBool,
     /// Digest checkpoints from the core stage, oldest first.
     digests: Mutex<VecDeque<(u64, u64)>>,
     /// The sender thread, woken after every batch the journal stage appends.
@@ -558,7 +556,6 @@ impl Shared {
             attached: AtomicBool::new(false),
             degraded: AtomicBool::new(degraded),
             fenced: AtomicBool::new(false),
-            handover: AtomicBool::new(false),
             digests: Mutex::new(VecDeque::with_capacity(64)),
             sender: OnceLock::new(),
             written: AtomicU64::new(0),

@@ -125,12 +125,8 @@ fn a_standby_follows_then_takes_over_on_a_planned_hand_over() {
     });
     assert_eq!(standby.metrics().divergences.load(Ordering::Relaxed), 0);
 
-    // The planned hand-over: the primary stops, the standby takes over in the next term.
+    // The planned hand-over (a graceful stop): the standby takes over in the next term.
     let primary_term = primary.term();
-    primary
-        .replication()
-        .handover
-        .store(true, Ordering::Release);
     let (_, primary_digest) = primary.shutdown_with_digest().unwrap();
     let promoted = standby.wait().unwrap().expect("the standby took over");
     assert_eq!(promoted.term(), primary_term + 1);

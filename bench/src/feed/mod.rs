@@ -23,7 +23,7 @@ use sequent_feed::book::Books;
 use sequent_feed::itch::ItchReader;
 use sequent_feed::net::{
     LineAddr, NetPublisher, NetSubscriber, PublisherNetConfig, RecvKind, RecvPath, SendKind,
-    SubscriberNetConfig, multicast_loopback_works, receiver_socket, thread_cpu_ns, wait_readable,
+    SubscriberNetConfig, multicast_loopback_works, receiver_socket, thread_cpu_ns,
 };
 use sequent_feed::proto::{self, Message, Packet};
 use sequent_feed::publisher::{Publisher, PublisherConfig};
@@ -263,18 +263,29 @@ pub fn loopback_line(salt: u8) -> anyhow::Result<(LineAddr, String)> {
 
 /// Sends `messages` generated messages as fast as the send path goes; a receiver thread on
 /// `recv` counts. Returns (send msgs/s, send pkts/s, received share, path line).
+///
+/// With `two_lines`, the publisher sends every packet on lines A and B (two groups) and the
+/// receiver reads both, as an arbitrating subscriber does; the received share then counts both
+/// copies.
 fn transport_run(
     send: SendKind,
     recv: RecvKind,
     messages: u64,
     salt: u8,
+    two_lines: bool,
 ) -> anyhow::Result<(f64, f64, f64, f64, String)> {
     let (line, transport) = loopback_line(salt)?;
     let rx = receiver_socket(line)?;
+    let line_b = if two_lines {
+        Some(loopback_line(salt.wrapping_add(100))?.0)
+    } else {
+        None
+    };
+    let rx_b = line_b.map(receiver_socket).transpose()?;
     let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
     let config = PublisherNetConfig {
         line_a: line,
-        line_b: None,
+        line_b,
         ttl: 0,
         send,
         retransmit_addr: local,
@@ -289,18 +300,24 @@ fn transport_run(
         let done = done.clone();
         std::thread::spawn(move || {
             let (mut path, recv_line) = RecvPath::open(recv);
+            // As `NetSubscriber::poll_once` does: the line(s) and the (here idle)
+            // retransmission socket, waited on together (poll(2), or the io_uring path's one
+            // ring).
+            let rtx = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+            rtx.set_nonblocking(true).expect("non-blocking");
+            let all = match &rx_b {
+                Some(b) => [&rx, b, &rtx],
+                None => [&rx, &rtx, &rtx],
+            };
+            let sockets = &all[..if rx_b.is_some() { 3 } else { 2 }];
             let (mut packets, mut msgs) = (0u64, 0u64);
             let start = Instant::now();
             let cpu_start = thread_cpu_ns();
             let mut last = start;
             loop {
-                // The io_uring path waits on its ring: the kernel drains the socket into it.
-                let fd = path
-                    .wait_fd(&rx)
-                    .unwrap_or_else(|_| std::os::fd::AsRawFd::as_raw_fd(&rx));
-                let _ = wait_readable(&[fd], Duration::from_millis(5));
+                let _ = path.wait(sockets, Duration::from_millis(5));
                 let n = path
-                    .recv(&rx, |p| {
+                    .recv_all(sockets, |_, p| {
                         if let Ok(packet) = Packet::parse(p) {
                             msgs += packet.count();
                         }
@@ -348,7 +365,7 @@ fn transport_run(
     Ok((
         batch.len() as f64 / took,
         sent_packets / took,
-        rx_msgs as f64 / batch.len() as f64,
+        rx_msgs as f64 / (batch.len() as f64 * if two_lines { 2.0 } else { 1.0 }),
         rx_packets as f64 / rx_secs.max(1e-9),
         format!(
             "receiver CPU {:.0} ns/packet; {path_line}; {recv_line}; {transport}",
@@ -374,6 +391,7 @@ pub fn transport(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
             RecvKind::RecvMmsg,
             config.transport_messages,
             10 + i as u8,
+            false,
         )?;
         let mut row = FeedRow::new(
             "transport",
@@ -387,38 +405,49 @@ pub fn transport(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         rows.push(row);
     }
     let kinds = [RecvKind::Recv, RecvKind::RecvMmsg, RecvKind::IoUring];
-    // Per kind: (receiver CPU ns/packet, received pkts/s, received share, note) per round.
-    let mut rounds: Vec<Vec<(f64, f64, f64, String)>> = vec![Vec::new(); kinds.len()];
-    for round in 0..RECV_ROUNDS {
-        for (k, recv) in kinds.into_iter().enumerate() {
-            let salt = 20 + (round * kinds.len() + k) as u8;
-            let (_, _, received, rx_pkts_s, line) =
-                transport_run(SendKind::SendMmsg, recv, config.transport_messages, salt)?;
-            let cpu = line
-                .strip_prefix("receiver CPU ")
-                .and_then(|n| n.split(' ').next())
-                .and_then(|n| n.parse::<f64>().ok())
-                .unwrap_or(f64::NAN);
-            rounds[k].push((cpu, rx_pkts_s, received, line));
+    for two_lines in [false, true] {
+        // Per kind: (receiver CPU ns/packet, received pkts/s, received share, note) per round.
+        let mut rounds: Vec<Vec<(f64, f64, f64, String)>> = vec![Vec::new(); kinds.len()];
+        for round in 0..RECV_ROUNDS {
+            for (k, recv) in kinds.into_iter().enumerate() {
+                let salt = 20 + (round * kinds.len() + k) as u8 + if two_lines { 40 } else { 0 };
+                let (_, _, received, rx_pkts_s, line) = transport_run(
+                    SendKind::SendMmsg,
+                    recv,
+                    config.transport_messages,
+                    salt,
+                    two_lines,
+                )?;
+                let cpu = line
+                    .strip_prefix("receiver CPU ")
+                    .and_then(|n| n.split(' ').next())
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN);
+                rounds[k].push((cpu, rx_pkts_s, received, line));
+            }
         }
-    }
-    for (recv, mut runs) in kinds.into_iter().zip(rounds) {
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (lo, hi) = (runs[0].0, runs[runs.len() - 1].0);
-        let (cpu, rx_pkts_s, _, line) = &runs[runs.len() / 2];
-        let worst_received = runs.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
-        let mut row = FeedRow::new(
-            "transport",
-            format!("sendmmsg → receive {recv:?}"),
-            config.transport_messages,
-        );
-        row.packets_per_s = Some(*rx_pkts_s);
-        row.loss_pct = Some(100.0 * (1.0 - worst_received));
-        let rest = line.split_once("; ").map_or("", |(_, r)| r);
-        row.note = format!(
-            "receiver CPU {cpu:.0} ns/packet (median of {RECV_ROUNDS} interleaved runs, {lo:.0}–{hi:.0}; parse included); {rest}"
-        );
-        rows.push(row);
+        for (recv, mut runs) in kinds.into_iter().zip(rounds) {
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (lo, hi) = (runs[0].0, runs[runs.len() - 1].0);
+            let (cpu, rx_pkts_s, _, line) = &runs[runs.len() / 2];
+            let worst_received = runs.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
+            let mut row = FeedRow::new(
+                "transport",
+                format!(
+                    "sendmmsg → receive {recv:?}{}",
+                    if two_lines { ", lines A+B" } else { "" }
+                ),
+                config.transport_messages,
+            );
+            row.packets_per_s = Some(*rx_pkts_s);
+            row.loss_pct = Some(100.0 * (1.0 - worst_received));
+            let rest = line.split_once("; ").map_or("", |(_, r)| r);
+            row.note = format!(
+                "receiver CPU {cpu:.0} ns/packet (median of {RECV_ROUNDS} interleaved runs, {lo:.0}–{hi:.0}; parse included; the line{} and an idle retransmission socket waited on together); {rest}",
+                if two_lines { "s" } else { "" }
+            );
+            rows.push(row);
+        }
     }
     Ok(rows)
 }
@@ -556,37 +585,38 @@ pub fn targets(rows: &[FeedRow]) -> Vec<String> {
         ));
     }
     let row = |name: &str| rows.iter().find(|r| r.name == name);
-    match (
-        row("sendmmsg → receive IoUring"),
-        row("sendmmsg → receive RecvMmsg"),
-    ) {
-        (Some(uring), _) if !uring.note.contains("receive path: io_uring") => out.push(
-            "target io_uring receive >= recvmmsg: not measurable here (the io_uring probe failed; see the row's note)"
-                .into(),
-        ),
-        (Some(uring), Some(mmsg)) => {
-            let cpu = |r: &FeedRow| {
-                r.note
-                    .strip_prefix("receiver CPU ")
-                    .and_then(|n| n.split(' ').next())
-                    .and_then(|n| n.parse::<f64>().ok())
-            };
-            let loss = |r: &FeedRow| r.loss_pct.unwrap_or(0.0);
-            if let (Some(u), Some(m)) = (cpu(uring), cpu(mmsg)) {
-                out.push(format!(
-                    "target io_uring receive >= recvmmsg: {} (receiver CPU per packet: io_uring {u:.0} ns with {:.2}% lost, recvmmsg {m:.0} ns with {:.2}% lost: recvmmsg/io_uring {:.2}x)",
-                    if u <= m && loss(uring) <= loss(mmsg) {
-                        "met"
-                    } else {
-                        "NOT met"
-                    },
-                    loss(uring),
-                    loss(mmsg),
-                    m / u
-                ));
+    for lines in ["", ", lines A+B"] {
+        match (
+            row(&format!("sendmmsg → receive IoUring{lines}")),
+            row(&format!("sendmmsg → receive RecvMmsg{lines}")),
+        ) {
+            (Some(uring), _) if !uring.note.contains("receive path: io_uring") => out.push(format!(
+                "target io_uring receive >= recvmmsg{lines}: not measurable here (the io_uring probe failed; see the row's note)"
+            )),
+            (Some(uring), Some(mmsg)) => {
+                let cpu = |r: &FeedRow| {
+                    r.note
+                        .strip_prefix("receiver CPU ")
+                        .and_then(|n| n.split(' ').next())
+                        .and_then(|n| n.parse::<f64>().ok())
+                };
+                let loss = |r: &FeedRow| r.loss_pct.unwrap_or(0.0);
+                if let (Some(u), Some(m)) = (cpu(uring), cpu(mmsg)) {
+                    out.push(format!(
+                        "target io_uring receive >= recvmmsg{lines}: {} (receiver CPU per packet: io_uring {u:.0} ns with {:.2}% lost, recvmmsg {m:.0} ns with {:.2}% lost: recvmmsg/io_uring {:.2}x)",
+                        if u <= m && loss(uring) <= loss(mmsg) {
+                            "met"
+                        } else {
+                            "NOT met"
+                        },
+                        loss(uring),
+                        loss(mmsg),
+                        m / u
+                    ));
+                }
             }
+            _ => {}
         }
-        _ => {}
     }
     out
 }

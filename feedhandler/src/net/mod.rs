@@ -358,15 +358,16 @@ impl Default for RecvOptions {
 /// Sockets one receive path serves at most (lines A and B and the retransmission socket).
 pub const RECV_SOCKETS_MAX: usize = 4;
 
-/// A receive path with its buffers (allocated once; an io_uring ring per socket on first use).
+/// A receive path with its buffers (allocated once; on the io_uring path one ring for all the
+/// sockets, set up on first use in the thread that polls).
 #[derive(Debug)]
 pub struct RecvPath {
     kind: RecvKind,
     bufs: Vec<[u8; DATAGRAM_MAX]>,
     lens: Vec<usize>,
     uring_buffers: UringBuffers,
-    /// io_uring path: each socket's ring, keyed by its descriptor.
-    rings: Vec<(RawFd, UringRx)>,
+    /// io_uring path: the ring of every socket this path has waited on.
+    ring: Option<UringRx>,
     /// AF_XDP path: each line socket's XDP socket, keyed by the line socket's descriptor.
     #[cfg(feature = "af-xdp")]
     xsks: Vec<(RawFd, xdp::XdpRx)>,
@@ -385,7 +386,7 @@ impl RecvPath {
             bufs: vec![[0u8; DATAGRAM_MAX]; BATCH_MAX],
             lens: vec![0; BATCH_MAX],
             uring_buffers: UringBuffers::Ring,
-            rings: Vec::with_capacity(RECV_SOCKETS_MAX),
+            ring: None,
             #[cfg(feature = "af-xdp")]
             xsks: Vec::with_capacity(RECV_SOCKETS_MAX),
         };
@@ -396,7 +397,7 @@ impl RecvPath {
                 Ok(buffers) => {
                     path.uring_buffers = buffers;
                     format!(
-                        "receive path: io_uring (multishot IORING_OP_RECV, {} buffers of {DATAGRAM_MAX} bytes per socket, {})",
+                        "receive path: io_uring (one ring, multishot IORING_OP_RECV per socket, {} shared buffers of {DATAGRAM_MAX} bytes, {})",
                         uring_rx::URING_BUFS,
                         match buffers {
                             UringBuffers::Ring => "registered buffer ring",
@@ -475,50 +476,95 @@ impl RecvPath {
 
     /// Times the kernel ended a multishot receive and it was armed again (io_uring path).
     pub fn rearms(&self) -> u64 {
-        self.rings.iter().map(|(_, r)| r.rearms).sum()
+        self.ring.as_ref().map_or(0, |r| r.rearms)
     }
 
-    fn ring(&mut self, socket: &UdpSocket) -> io::Result<&mut UringRx> {
-        let fd = socket.as_raw_fd();
-        let i = match self.rings.iter().position(|(f, _)| *f == fd) {
-            Some(i) => i,
-            None => {
-                assert!(
-                    self.rings.len() < RECV_SOCKETS_MAX,
-                    "a receive path serves at most {RECV_SOCKETS_MAX} sockets"
-                );
-                let rx = UringRx::new(socket, Some(self.uring_buffers))?;
-                self.rings.push((fd, rx));
-                self.rings.len() - 1
-            }
+    /// The io_uring path's ring with `sockets` added (set up on first use).
+    fn ring(&mut self, sockets: &[&UdpSocket]) -> io::Result<&mut UringRx> {
+        let ring = match &mut self.ring {
+            Some(ring) => ring,
+            none => none.insert(UringRx::new(Some(self.uring_buffers))?),
         };
-        Ok(&mut self.rings[i].1)
+        for socket in sockets {
+            ring.add(socket);
+        }
+        Ok(ring)
     }
 
-    /// The descriptor to wait on for `socket`'s datagrams: the socket itself, or on the
-    /// io_uring path its ring (the kernel drains the socket into the ring's buffers).
-    pub fn wait_fd(&mut self, socket: &UdpSocket) -> io::Result<RawFd> {
+    /// Waits up to `timeout` until one of `sockets` has datagrams: on the io_uring path one
+    /// `io_uring_enter` on their shared ring; on the others one `poll(2)` on the sockets (and
+    /// on the AF_XDP path their XDP sockets).
+    pub fn wait(&mut self, sockets: &[&UdpSocket], timeout: Duration) -> io::Result<()> {
+        if self.kind == RecvKind::IoUring {
+            return self.ring(sockets)?.wait(timeout);
+        }
+        let mut fds = [0; WAIT_FDS_MAX];
+        let mut count = 0;
+        for socket in sockets {
+            fds[count] = self.wait_fd(socket);
+            count += 1;
+            if let Some(fd) = self.also_wait_fd(socket) {
+                fds[count] = fd;
+                count += 1;
+            }
+        }
+        wait_readable(&fds[..count], timeout)
+    }
+
+    /// Reads what is waiting on every one of `sockets` (non-blocking) and calls
+    /// `each(index in sockets, datagram)` for each datagram; returns how many.
+    pub fn recv_all(
+        &mut self,
+        sockets: &[&UdpSocket],
+        mut each: impl FnMut(usize, &[u8]),
+    ) -> io::Result<usize> {
+        if self.kind == RecvKind::IoUring {
+            assert!(sockets.len() <= RECV_SOCKETS_MAX);
+            let ring = self.ring(sockets)?;
+            // The ring numbers sockets in the order they were first added.
+            let mut to_caller = [usize::MAX; RECV_SOCKETS_MAX];
+            for (i, socket) in sockets.iter().enumerate() {
+                if let Some(r) = ring.index_of(socket.as_raw_fd()) {
+                    to_caller[r] = i;
+                }
+            }
+            return ring.recv(|r, datagram| {
+                if let Some(&i) = to_caller.get(r).filter(|&&i| i != usize::MAX) {
+                    each(i, datagram);
+                }
+            });
+        }
+        let mut n = 0;
+        for (i, socket) in sockets.iter().enumerate() {
+            n += self.recv(socket, |datagram| each(i, datagram))?;
+        }
+        Ok(n)
+    }
+
+    /// The descriptor to wait on for `socket`'s datagrams on the `recv`, `recvmmsg` and AF_XDP
+    /// paths: the socket itself, or its XDP socket.
+    fn wait_fd(&self, socket: &UdpSocket) -> RawFd {
         match self.kind {
-            RecvKind::IoUring => self.ring(socket)?.wait_fd(),
             #[cfg(feature = "af-xdp")]
-            RecvKind::AfXdp => Ok(self
+            RecvKind::AfXdp => self
                 .xsks
                 .iter()
                 .find(|(f, _)| *f == socket.as_raw_fd())
-                .map_or(socket.as_raw_fd(), |(_, x)| x.wait_fd())),
-            _ => Ok(socket.as_raw_fd()),
+                .map_or(socket.as_raw_fd(), |(_, x)| x.wait_fd()),
+            _ => socket.as_raw_fd(),
         }
     }
 
     /// A second descriptor to wait on for `socket`: on the AF_XDP path the line socket
     /// itself, which gets what the program passes to the stack.
-    pub fn also_wait_fd(&self, socket: &UdpSocket) -> Option<RawFd> {
+    fn also_wait_fd(&self, socket: &UdpSocket) -> Option<RawFd> {
         (self.kind == RecvKind::AfXdp).then(|| socket.as_raw_fd())
     }
 
-    /// Reads what is waiting on the non-blocking `socket` (at most [`BATCH_MAX`] datagrams,
-    /// or on the io_uring path what its ring completed);
-    /// calls `each` with every datagram; returns how many.
+    /// Reads what is waiting on the non-blocking `socket` (at most [`BATCH_MAX`] datagrams)
+    /// and calls `each` with every datagram; returns how many. On the io_uring path, whose
+    /// ring serves several sockets at once, use [`RecvPath::recv_all`]; here it reads `socket`
+    /// with recvmmsg.
     pub fn recv(&mut self, socket: &UdpSocket, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
         let n = match self.kind {
             RecvKind::Recv => {
@@ -535,8 +581,9 @@ impl RecvPath {
                 }
                 n
             }
-            RecvKind::RecvMmsg => recvmmsg(socket, &mut self.bufs, &mut self.lens)?,
-            RecvKind::IoUring => return self.ring(socket)?.recv(each),
+            RecvKind::RecvMmsg | RecvKind::IoUring => {
+                recvmmsg(socket, &mut self.bufs, &mut self.lens)?
+            }
             RecvKind::AfXdp => {
                 #[cfg(feature = "af-xdp")]
                 let from_xdp = match self.xsks.iter_mut().find(|(f, _)| *f == socket.as_raw_fd()) {
@@ -889,32 +936,22 @@ impl NetSubscriber {
 
     /// Waits up to `timeout` for packets, handles what came, runs timers and requests.
     pub fn poll_once(&mut self, timeout: Duration) -> io::Result<usize> {
-        let mut fds = [0; 6];
-        let mut count = 0;
-        for socket in [Some(&self.a), Some(&self.rtx), self.b.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            fds[count] = self.path.wait_fd(socket)?;
-            count += 1;
-            if let Some(fd) = self.path.also_wait_fd(socket) {
-                fds[count] = fd;
-                count += 1;
-            }
-        }
-        wait_readable(&fds[..count], timeout)?;
-        let mut handled = 0;
+        // Line A, then B, then retransmissions: the order the datagrams are handled in.
+        let (sockets, lines) = match &self.b {
+            Some(b) => (
+                [&self.a, b, &self.rtx],
+                [Line::A, Line::B, Line::Retransmit],
+            ),
+            None => (
+                [&self.a, &self.rtx, &self.rtx],
+                [Line::A, Line::Retransmit, Line::Retransmit],
+            ),
+        };
+        let sockets = &sockets[..if self.b.is_some() { 3 } else { 2 }];
+        self.path.wait(sockets, timeout)?;
         let core = &mut self.core;
-        handled += self.path.recv(&self.a, |p| {
-            let _ = core.handle_packet(now_ns(), Line::A, p);
-        })?;
-        if let Some(b) = &self.b {
-            handled += self.path.recv(b, |p| {
-                let _ = core.handle_packet(now_ns(), Line::B, p);
-            })?;
-        }
-        handled += self.path.recv(&self.rtx, |p| {
-            let _ = core.handle_packet(now_ns(), Line::Retransmit, p);
+        let handled = self.path.recv_all(sockets, |i, p| {
+            let _ = core.handle_packet(now_ns(), lines[i], p);
         })?;
         self.core.handle_timeout(now_ns());
         self.act()?;

@@ -1,15 +1,18 @@
-//! io_uring receive: one ring per line socket, a multishot `IORING_OP_RECV` armed on it, and a
-//! pool of [`URING_BUFS`] datagram buffers the kernel picks from. The pool is handed to the
-//! kernel as a registered provided-buffer ring (`IORING_REGISTER_PBUF_RING`, 5.19+) where it
-//! can, else with classic `IORING_OP_PROVIDE_BUFFERS` (5.7+). Multishot receive itself needs
-//! 6.0; [`probe`] tries the whole path on a throwaway socket before a subscriber relies on it.
+//! io_uring receive: one ring for every socket of a receive path (lines A and B, the
+//! retransmission socket), a multishot `IORING_OP_RECV` armed on each, and one pool of
+//! [`URING_BUFS`] datagram buffers the kernel picks from. The pool is handed to the kernel as a
+//! registered provided-buffer ring (`IORING_REGISTER_PBUF_RING`, 5.19+) where it can, else with
+//! classic `IORING_OP_PROVIDE_BUFFERS` (5.7+). Multishot receive itself needs 6.0; [`probe`]
+//! tries the whole path on a throwaway socket before a subscriber relies on it.
+//!
+//! One ring is the point of io_uring here: the subscriber waits for all its sockets with one
+//! `io_uring_enter` (completions wanted: 1, with a timeout) and reaps every socket's datagrams
+//! from shared memory, where the `recv`/`recvmmsg` paths need a `poll(2)` and then one system
+//! call per socket. Each completion's `user_data` names the socket it came from.
 //!
 //! The kernel ends a multishot receive (a completion without `IORING_CQE_F_MORE`) when the pool
 //! runs dry (`-ENOBUFS`: the datagrams stay in the socket buffer) or the completion queue
 //! overflows; [`UringRx::recv`] re-arms it in the same call, after recycling buffers.
-//!
-//! Per-socket rings keep completions of one line apart from another's, so the caller's
-//! `recv(socket, each)` contract stays the one the `recv` / `recvmmsg` paths have.
 
 use std::io;
 use std::net::UdpSocket;
@@ -21,16 +24,19 @@ use io_uring::{IoUring, cqueue, opcode, types};
 
 use super::DATAGRAM_MAX;
 
-/// Buffers per socket: also the entries of the provided-buffer ring (a power of two, and
-/// 256 entries of 16 bytes fill exactly one 4 KiB page).
-pub const URING_BUFS: usize = 256;
+/// Buffers of the ring, shared by its sockets: also the entries of the provided-buffer ring (a
+/// power of two; 512 entries of 16 bytes fill two 4 KiB pages).
+pub const URING_BUFS: usize = 512;
+/// Sockets one ring serves at most.
+pub const URING_SOCKETS_MAX: usize = super::RECV_SOCKETS_MAX;
 /// Completion-queue entries per ring: room for every buffer's completion plus the arming and
 /// provide completions, so the queue cannot overflow while all buffers are in flight.
 const CQ_ENTRIES: u32 = 2 * URING_BUFS as u32;
 const SQ_ENTRIES: u32 = 16;
 /// The one buffer group each ring uses.
 const BGID: u16 = 7;
-const USER_DATA_RECV: u64 = 1;
+/// `user_data` of socket `i`'s receive completions is `USER_DATA_RECV + i`.
+const USER_DATA_RECV: u64 = 16;
 const USER_DATA_PROVIDE: u64 = 2;
 
 const _: () = assert!(URING_BUFS.is_power_of_two());
@@ -116,7 +122,7 @@ impl Drop for BufRing {
     }
 }
 
-/// One socket's ring, buffers and armed multishot receive.
+/// The ring, its buffers, and a multishot receive armed on each of its sockets.
 pub struct UringRx {
     // Field order matters: the ring drops (and the kernel lets go of the buffers) before the
     // buffer ring is unmapped and the buffers are freed.
@@ -124,9 +130,12 @@ pub struct UringRx {
     buf_ring: Option<BufRing>,
     /// `URING_BUFS * DATAGRAM_MAX` bytes; buffer `bid` is `bufs[bid * DATAGRAM_MAX..]`.
     bufs: Box<[u8]>,
-    fd: RawFd,
-    /// A multishot receive is in the kernel (set on submit, cleared by a final completion).
-    armed: bool,
+    /// The sockets, in the order they were added: socket `i` is `fds[i]` for `i < sockets`.
+    fds: [RawFd; URING_SOCKETS_MAX],
+    sockets: usize,
+    /// Socket `i`'s multishot receive is in the kernel (set on submit, cleared by a final
+    /// completion).
+    armed: [bool; URING_SOCKETS_MAX],
     /// Buffers to hand back after the completions that used them were reaped.
     recycle: Vec<u16>,
     /// Times the kernel ended the multishot receive and we armed it again.
@@ -136,17 +145,19 @@ pub struct UringRx {
 impl std::fmt::Debug for UringRx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UringRx")
-            .field("fd", &self.fd)
+            .field("fds", &&self.fds[..self.sockets])
             .field("buffers", &self.buffers())
-            .field("armed", &self.armed)
+            .field("sockets", &self.sockets)
+            .field("armed", &&self.armed[..self.sockets])
             .field("rearms", &self.rearms)
             .finish()
     }
 }
 
 impl UringRx {
-    /// Sets up a ring for `socket`; `buffers` None tries the buffer ring, then classic.
-    pub fn new(socket: &UdpSocket, buffers: Option<UringBuffers>) -> io::Result<UringRx> {
+    /// Sets up a ring with no socket yet ([`UringRx::add`] adds them); `buffers` None tries the
+    /// buffer ring, then classic.
+    pub fn new(buffers: Option<UringBuffers>) -> io::Result<UringRx> {
         // Cooperative task running (5.19+): a completion arriving while this thread runs in
         // user space sets IORING_SQ_TASKRUN instead of interrupting it; `recv` enters the
         // kernel only then. A sleeping thread is still woken. Older kernels refuse the flags.
@@ -161,12 +172,18 @@ impl UringRx {
                 .setup_cqsize(CQ_ENTRIES)
                 .build(SQ_ENTRIES)?,
         };
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::other(
+                "the kernel lacks IORING_FEAT_EXT_ARG (a wait with a timeout; 5.11+)",
+            ));
+        }
         let mut rx = UringRx {
             ring,
             buf_ring: None,
             bufs: vec![0u8; URING_BUFS * DATAGRAM_MAX].into_boxed_slice(),
-            fd: socket.as_raw_fd(),
-            armed: false,
+            fds: [-1; URING_SOCKETS_MAX],
+            sockets: 0,
+            armed: [false; URING_SOCKETS_MAX],
             recycle: Vec::with_capacity(URING_BUFS),
             rearms: 0,
         };
@@ -235,6 +252,28 @@ impl UringRx {
         Ok(())
     }
 
+    /// Adds `socket` (armed on the next [`UringRx::wait`] or [`UringRx::recv`]); returns its
+    /// index, which [`UringRx::recv`] passes with each of its datagrams. Adding a socket again
+    /// returns its index.
+    pub fn add(&mut self, socket: &UdpSocket) -> usize {
+        let fd = socket.as_raw_fd();
+        if let Some(i) = self.index_of(fd) {
+            return i;
+        }
+        assert!(
+            self.sockets < URING_SOCKETS_MAX,
+            "an io_uring receive ring serves at most {URING_SOCKETS_MAX} sockets"
+        );
+        self.fds[self.sockets] = fd;
+        self.sockets += 1;
+        self.sockets - 1
+    }
+
+    /// The index of the socket with descriptor `fd`, if it was added.
+    pub fn index_of(&self, fd: RawFd) -> Option<usize> {
+        self.fds[..self.sockets].iter().position(|&f| f == fd)
+    }
+
     pub fn buffers(&self) -> UringBuffers {
         if self.buf_ring.is_some() {
             UringBuffers::Ring
@@ -243,10 +282,27 @@ impl UringRx {
         }
     }
 
-    /// The ring's descriptor: readable when completions wait (what a caller polls on).
+    /// The ring's descriptor: readable when completions wait (for a caller that polls it
+    /// beside other descriptors; [`UringRx::wait`] needs no `poll(2)`).
     pub fn wait_fd(&mut self) -> io::Result<RawFd> {
         self.arm()?;
         Ok(self.ring.as_raw_fd())
+    }
+
+    /// Waits up to `timeout` until a completion is ready (returns at once if one is): one
+    /// `io_uring_enter` for every socket of the ring. A timeout or a signal is not an error.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.arm()?;
+        if !self.ring.completion().is_empty() {
+            return Ok(());
+        }
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn buf_addr(&mut self, bid: u16) -> *mut u8 {
@@ -254,18 +310,21 @@ impl UringRx {
         unsafe { self.bufs.as_mut_ptr().add(usize::from(bid) * DATAGRAM_MAX) }
     }
 
-    /// Arms the multishot receive if the kernel ended it (or it was never armed) and submits
-    /// whatever is queued (arming, classic buffer returns).
+    /// Arms the multishot receive of every socket whose receive the kernel ended (or that was
+    /// never armed) and submits whatever is queued (arming, classic buffer returns).
     fn arm(&mut self) -> io::Result<()> {
-        if !self.armed {
-            let entry = opcode::RecvMulti::new(types::Fd(self.fd), BGID)
+        for i in 0..self.sockets {
+            if self.armed[i] {
+                continue;
+            }
+            let entry = opcode::RecvMulti::new(types::Fd(self.fds[i]), BGID)
                 .build()
-                .user_data(USER_DATA_RECV);
+                .user_data(USER_DATA_RECV + i as u64);
             // SAFETY: the request names no memory of ours: the kernel picks buffers from the
             // group, which outlives the ring (field order).
             unsafe { self.ring.submission().push(&entry) }
                 .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-            self.armed = true;
+            self.armed[i] = true;
         }
         // No system call when nothing is queued and no task work waits: the receive
         // completions are posted by task work that runs whenever this thread leaves the kernel
@@ -281,9 +340,9 @@ impl UringRx {
         Ok(())
     }
 
-    /// Calls `each` with every datagram the kernel has completed (at most [`URING_BUFS`]);
-    /// returns how many. Never blocks.
-    pub fn recv(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
+    /// Calls `each(socket index, datagram)` with every datagram the kernel has completed, for
+    /// every socket (at most [`URING_BUFS`]); returns how many. Never blocks.
+    pub fn recv(&mut self, mut each: impl FnMut(usize, &[u8])) -> io::Result<usize> {
         self.arm()?;
         let mut n = 0;
         let mut error = None;
@@ -291,35 +350,34 @@ impl UringRx {
         {
             let bufs = &self.bufs;
             let recycle = &mut self.recycle;
+            let armed = &mut self.armed;
+            let sockets = self.sockets as u64;
             for cqe in self.ring.completion() {
-                let (res, flags) = (cqe.result(), cqe.flags());
-                match cqe.user_data() {
-                    USER_DATA_RECV => {
-                        if !cqueue::more(flags) {
-                            ended = true;
-                        }
-                        if let Some(bid) = cqueue::buffer_select(flags) {
-                            if res >= 0 {
-                                let start = usize::from(bid) * DATAGRAM_MAX;
-                                let len = (res as usize).min(DATAGRAM_MAX);
-                                each(&bufs[start..start + len]);
-                                n += 1;
-                            }
-                            recycle.push(bid);
-                        } else if res < 0 && res != -libc::ENOBUFS && res != -libc::EAGAIN {
-                            error = Some(io::Error::from_raw_os_error(-res));
-                        }
+                let (res, flags, user_data) = (cqe.result(), cqe.flags(), cqe.user_data());
+                if (USER_DATA_RECV..USER_DATA_RECV + sockets).contains(&user_data) {
+                    let socket = (user_data - USER_DATA_RECV) as usize;
+                    if !cqueue::more(flags) {
+                        armed[socket] = false;
+                        ended = true;
                     }
-                    USER_DATA_PROVIDE if res < 0 => {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        if res >= 0 {
+                            let start = usize::from(bid) * DATAGRAM_MAX;
+                            let len = (res as usize).min(DATAGRAM_MAX);
+                            each(socket, &bufs[start..start + len]);
+                            n += 1;
+                        }
+                        recycle.push(bid);
+                    } else if res < 0 && res != -libc::ENOBUFS && res != -libc::EAGAIN {
                         error = Some(io::Error::from_raw_os_error(-res));
                     }
-                    _ => {}
+                } else if user_data == USER_DATA_PROVIDE && res < 0 {
+                    error = Some(io::Error::from_raw_os_error(-res));
                 }
             }
         }
         self.recycle_buffers()?;
         if ended {
-            self.armed = false;
             self.rearms += 1;
             self.arm()?;
         }
@@ -375,7 +433,8 @@ pub fn probe(buffers: Option<UringBuffers>) -> Result<UringBuffers, String> {
     rx_socket
         .set_nonblocking(true)
         .map_err(|e| format!("probe socket: {e}"))?;
-    let mut rx = UringRx::new(&rx_socket, buffers).map_err(|e| format!("io_uring setup: {e}"))?;
+    let mut rx = UringRx::new(buffers).map_err(|e| format!("io_uring setup: {e}"))?;
+    rx.add(&rx_socket);
     let tx = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("probe socket: {e}"))?;
     let to = rx_socket
         .local_addr()
@@ -385,11 +444,11 @@ pub fn probe(buffers: Option<UringBuffers>) -> Result<UringBuffers, String> {
     while got < 2 && Instant::now() < deadline {
         tx.send_to(b"probe", to)
             .map_err(|e| format!("probe send: {e}"))?;
-        let fd = rx.wait_fd().map_err(|e| format!("arming: {e}"))?;
-        super::wait_readable(&[fd], Duration::from_millis(20)).map_err(|e| format!("poll: {e}"))?;
+        rx.wait(Duration::from_millis(20))
+            .map_err(|e| format!("io_uring wait: {e}"))?;
         let mut ok = true;
         got += rx
-            .recv(|p| ok &= p == b"probe")
+            .recv(|socket, p| ok &= socket == 0 && p == b"probe")
             .map_err(|e| format!("multishot IORING_OP_RECV: {e}"))?;
         if !ok {
             return Err("multishot IORING_OP_RECV returned bytes that were not sent".into());

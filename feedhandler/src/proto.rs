@@ -9,7 +9,7 @@
 //! offset, within the packet or stream, of the field that was wrong.
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
-use zerocopy::{FromBytes, Immutable, IntoBytes, Unaligned};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Session names are 10 bytes, as in MoldUDP64.
 pub const SESSION_LEN: usize = 10;
@@ -71,7 +71,9 @@ const _: () = assert!(HEADER_LEN == 36);
 macro_rules! wire {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, Unaligned)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+        )]
         #[repr(C)]
         pub struct $name { $($(#[$fm])* pub $field: $ty),* }
     };
@@ -84,7 +86,7 @@ pub use structs::*;
 #[allow(missing_debug_implementations)]
 mod structs {
     use zerocopy::little_endian::{I64, U16, U32, U64};
-    use zerocopy::{FromBytes, Immutable, IntoBytes, Unaligned};
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
     wire!(
         /// `S`: start or end of day, market open or close (`event` is the ITCH event code).
@@ -201,42 +203,92 @@ impl Message {
     /// `bytes` starts in the caller's packet or stream, for the error.
     #[inline(always)]
     pub fn decode(bytes: &[u8], offset: usize) -> Result<Message, DecodeError> {
+        MessageRef::decode(bytes, offset).map(MessageRef::to_message)
+    }
+}
+
+/// One message viewed in place: each variant borrows its fixed-layout body from the packet, so
+/// decoding checks the type, the length and the side byte and copies nothing; fields are read
+/// (little-endian, unaligned) when the caller reads them. What the protocol's fixed layouts are
+/// for; [`Message`] is the owned copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    SystemEvent(&'a SystemEvent),
+    SymbolDirectory(&'a SymbolDirectory),
+    AddOrder(&'a AddOrder),
+    OrderExecuted(&'a OrderExecuted),
+    OrderCancelled(&'a OrderCancelled),
+    OrderDeleted(&'a OrderDeleted),
+    OrderReplaced(&'a OrderReplaced),
+    Trade(&'a Trade),
+    SnapshotBegin(&'a SnapshotBegin),
+    SnapshotLevel(&'a SnapshotLevel),
+    SnapshotEnd(&'a SnapshotEnd),
+}
+
+impl<'a> MessageRef<'a> {
+    /// Views one message (type byte and body, without the length) in place. `offset` is where
+    /// `bytes` starts in the caller's packet or stream, for the error.
+    #[inline(always)]
+    pub fn decode(bytes: &'a [u8], offset: usize) -> Result<MessageRef<'a>, DecodeError> {
         let (&kind, body) = bytes
             .split_first()
             .ok_or(DecodeError::Truncated { offset })?;
         #[inline(always)]
-        fn read<T: FromBytes>(body: &[u8], kind: u8, offset: usize) -> Result<T, DecodeError> {
-            match T::read_from_bytes(body) {
+        fn view<T: FromBytes + KnownLayout + Immutable>(
+            body: &[u8],
+            kind: u8,
+            offset: usize,
+        ) -> Result<&T, DecodeError> {
+            match T::ref_from_bytes(body) {
                 Ok(t) => Ok(t),
                 Err(_) => Err(bad_length(offset, kind, body.len() + 1, size_of::<T>() + 1)),
             }
         }
         Ok(match kind {
-            b'S' => Message::SystemEvent(read(body, kind, offset)?),
-            b'R' => Message::SymbolDirectory(read(body, kind, offset)?),
+            b'S' => MessageRef::SystemEvent(view(body, kind, offset)?),
+            b'R' => MessageRef::SymbolDirectory(view(body, kind, offset)?),
             b'A' => {
-                let m: AddOrder = read(body, kind, offset)?;
+                let m: &AddOrder = view(body, kind, offset)?;
                 check_side(m.side, offset + 1 + 18)?;
-                Message::AddOrder(m)
+                MessageRef::AddOrder(m)
             }
-            b'E' => Message::OrderExecuted(read(body, kind, offset)?),
-            b'X' => Message::OrderCancelled(read(body, kind, offset)?),
-            b'D' => Message::OrderDeleted(read(body, kind, offset)?),
-            b'U' => Message::OrderReplaced(read(body, kind, offset)?),
+            b'E' => MessageRef::OrderExecuted(view(body, kind, offset)?),
+            b'X' => MessageRef::OrderCancelled(view(body, kind, offset)?),
+            b'D' => MessageRef::OrderDeleted(view(body, kind, offset)?),
+            b'U' => MessageRef::OrderReplaced(view(body, kind, offset)?),
             b'P' => {
-                let m: Trade = read(body, kind, offset)?;
+                let m: &Trade = view(body, kind, offset)?;
                 check_side(m.side, offset + 1 + 18)?;
-                Message::Trade(m)
+                MessageRef::Trade(m)
             }
-            b'G' => Message::SnapshotBegin(read(body, kind, offset)?),
+            b'G' => MessageRef::SnapshotBegin(view(body, kind, offset)?),
             b'L' => {
-                let m: SnapshotLevel = read(body, kind, offset)?;
+                let m: &SnapshotLevel = view(body, kind, offset)?;
                 check_side(m.side, offset + 1 + 10)?;
-                Message::SnapshotLevel(m)
+                MessageRef::SnapshotLevel(m)
             }
-            b'Z' => Message::SnapshotEnd(read(body, kind, offset)?),
+            b'Z' => MessageRef::SnapshotEnd(view(body, kind, offset)?),
             _ => return Err(DecodeError::UnknownType { offset, kind }),
         })
+    }
+
+    /// The owned copy.
+    #[inline(always)]
+    pub fn to_message(self) -> Message {
+        match self {
+            MessageRef::SystemEvent(m) => Message::SystemEvent(*m),
+            MessageRef::SymbolDirectory(m) => Message::SymbolDirectory(*m),
+            MessageRef::AddOrder(m) => Message::AddOrder(*m),
+            MessageRef::OrderExecuted(m) => Message::OrderExecuted(*m),
+            MessageRef::OrderCancelled(m) => Message::OrderCancelled(*m),
+            MessageRef::OrderDeleted(m) => Message::OrderDeleted(*m),
+            MessageRef::OrderReplaced(m) => Message::OrderReplaced(*m),
+            MessageRef::Trade(m) => Message::Trade(*m),
+            MessageRef::SnapshotBegin(m) => Message::SnapshotBegin(*m),
+            MessageRef::SnapshotLevel(m) => Message::SnapshotLevel(*m),
+            MessageRef::SnapshotEnd(m) => Message::SnapshotEnd(*m),
+        }
     }
 }
 
@@ -413,6 +465,15 @@ pub fn for_each_message(
     bytes: &[u8],
     mut each: impl FnMut(u64, Message),
 ) -> Result<PacketHeader, DecodeError> {
+    for_each_message_ref(bytes, |seq, message| each(seq, message.to_message()))
+}
+
+/// Like [`for_each_message`], with each message viewed in place ([`MessageRef`]): nothing is
+/// copied out of the packet until the callback reads a field.
+pub fn for_each_message_ref<'a>(
+    bytes: &'a [u8],
+    mut each: impl FnMut(u64, MessageRef<'a>),
+) -> Result<PacketHeader, DecodeError> {
     let (header, _) =
         PacketHeader::read_from_prefix(bytes).map_err(|_| DecodeError::Truncated {
             offset: bytes.len(),
@@ -431,7 +492,7 @@ pub fn for_each_message(
     let seq = header.seq.get();
     let mut at = 0;
     for i in 0..u64::from(count) {
-        let (message, next) = decode_block(blocks, at, HEADER_LEN)?;
+        let (message, next) = view_block(blocks, at, HEADER_LEN)?;
         each(seq.wrapping_add(i), message);
         at = next;
     }
@@ -446,10 +507,20 @@ pub fn for_each_message(
 
 /// Decodes the block at `at` of `bytes`; returns the message and the offset after it. `base` is
 /// added to offsets in errors (where `bytes` starts in the packet).
+#[inline(always)]
+pub fn decode_block(bytes: &[u8], at: usize, base: usize) -> Result<(Message, usize), DecodeError> {
+    view_block(bytes, at, base).map(|(message, next)| (message.to_message(), next))
+}
+
+/// [`decode_block`], viewing the message in place.
 // Always inlined: the decode loops are the hot path, and returning the 40-byte message through
 // memory from an out-of-line call cost ~40% (perf, `sequent-bench feed`).
 #[inline(always)]
-pub fn decode_block(bytes: &[u8], at: usize, base: usize) -> Result<(Message, usize), DecodeError> {
+pub fn view_block(
+    bytes: &[u8],
+    at: usize,
+    base: usize,
+) -> Result<(MessageRef<'_>, usize), DecodeError> {
     let len_bytes = bytes
         .get(at..at + 2)
         .ok_or(DecodeError::Truncated { offset: base + at })?;
@@ -459,7 +530,7 @@ pub fn decode_block(bytes: &[u8], at: usize, base: usize) -> Result<(Message, us
         .ok_or(DecodeError::Truncated {
             offset: base + at + 2,
         })?;
-    let message = Message::decode(body, base + at + 2)?;
+    let message = MessageRef::decode(body, base + at + 2)?;
     Ok((message, at + 2 + len))
 }
 

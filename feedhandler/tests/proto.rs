@@ -240,6 +240,22 @@ proptest! {
         let header = proto::for_each_message(&bytes, |seq, m| one_pass.push((seq, m))).unwrap();
         prop_assert_eq!(header.seq.get(), seq);
         prop_assert_eq!(one_pass, expected_again(seq, &messages));
+        // The in-place views: the same messages, each borrowed from inside the packet.
+        let mut views = Vec::new();
+        let range = bytes.as_ptr_range();
+        let mut inside = true;
+        proto::for_each_message_ref(&bytes, |seq, m| {
+            let at = match m {
+                proto::MessageRef::AddOrder(a) => std::ptr::from_ref(a).cast::<u8>(),
+                proto::MessageRef::OrderDeleted(d) => std::ptr::from_ref(d).cast::<u8>(),
+                _ => bytes.as_ptr(),
+            };
+            inside &= range.contains(&at);
+            views.push((seq, m.to_message()));
+        })
+        .unwrap();
+        prop_assert!(inside, "a view points outside the packet");
+        prop_assert_eq!(views, expected_again(seq, &messages));
         let mut stream = Vec::new();
         for m in &messages {
             m.encode_block(&mut stream);
@@ -256,6 +272,10 @@ proptest! {
         }
         // The one-pass decoder agrees with parse on what is valid.
         prop_assert_eq!(proto::for_each_message(&bytes, |_, _| {}).is_ok(), parsed.is_ok());
+        prop_assert_eq!(
+            proto::for_each_message_ref(&bytes, |_, _| {}).err(),
+            proto::for_each_message(&bytes, |_, _| {}).err()
+        );
         for item in proto::decode_stream(&bytes) {
             if let Err(e) = item {
                 let offset = match e {

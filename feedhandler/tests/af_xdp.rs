@@ -4,8 +4,10 @@
 //! subscriber on the other end in ours, receiving line A through AF_XDP.
 //!
 //! Proves: the session arrives through the XDP socket (its datagram count covers line A), the
-//! books equal the publisher's by digest with no open gap; and any AF_XDP failure falls back
-//! to recvmmsg with a line saying why.
+//! books equal the publisher's by digest with no open gap, also with 2% of line A dropped,
+//! every hole then closed by the publisher's retransmission server across the pair (the
+//! subscriber's requests leave from the line interface's address); and any AF_XDP failure
+//! falls back to recvmmsg with a line saying why.
 
 #![cfg(feature = "af-xdp")]
 
@@ -56,13 +58,13 @@ struct Veth {
 }
 
 impl Veth {
-    fn create(host_ip: &str, ns_ip: &str) -> Result<Veth, String> {
+    fn create(host_ip: &str, ns_ip: &str, salt: u8) -> Result<Veth, String> {
         let id = std::process::id() % 100_000;
         let veth = Veth {
-            ns: format!("sqfeed7-{id}"),
-            host_end: format!("sqf7a{id}"),
+            ns: format!("sqfeed7-{id}-{salt}"),
+            host_end: format!("sqf7a{id}x{salt}"),
         };
-        let ns_end = format!("sqf7b{id}");
+        let ns_end = format!("sqf7b{id}x{salt}");
         ip(&["netns", "add", &veth.ns])?;
         ip(&[
             "link",
@@ -104,16 +106,41 @@ impl Drop for Veth {
 
 #[test]
 fn af_xdp_receives_a_session_over_a_veth_pair() {
+    xdp_session(7, 0);
+}
+
+/// Line A loses 2% of its packets (seeded) on the way out of the namespace; the subscriber
+/// asks the publisher's retransmission server across the veth pair for each hole.
+#[test]
+fn af_xdp_session_with_loss_recovers_every_gap_by_retransmission() {
+    let stats = xdp_session(8, 20_000);
+    if let Some(stats) = stats {
+        assert!(stats.gaps_seen > 0, "2% loss opened no gap");
+        assert!(
+            stats.gaps_recovered_by_retransmit > 0,
+            "holes closed by retransmission"
+        );
+    }
+}
+
+/// One session from a publisher in a namespace to a subscriber receiving line A through
+/// AF_XDP, with `drop_ppm` of line A's packets dropped (seeded); the subscriber's books must
+/// equal the publisher's with no open gap. Returns the subscriber's statistics, or None when
+/// the test had to skip (printed with the reason).
+fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stats> {
     if !is_root() {
         println!("SKIP: AF_XDP over veth needs root (namespaces, veth, bpf(2))");
-        return;
+        return None;
     }
-    let (host_ip, ns_ip) = (Ipv4Addr::new(10, 197, 7, 1), Ipv4Addr::new(10, 197, 7, 2));
-    let veth = match Veth::create(&host_ip.to_string(), &ns_ip.to_string()) {
+    let (host_ip, ns_ip) = (
+        Ipv4Addr::new(10, 197, salt, 1),
+        Ipv4Addr::new(10, 197, salt, 2),
+    );
+    let veth = match Veth::create(&host_ip.to_string(), &ns_ip.to_string(), salt) {
         Ok(v) => v,
         Err(why) => {
             println!("SKIP: cannot build the namespace and veth pair: {why}");
-            return;
+            return None;
         }
     };
     let port = UdpSocket::bind("127.0.0.1:0")
@@ -125,25 +152,13 @@ fn af_xdp_receives_a_session_over_a_veth_pair() {
         addr: SocketAddrV4::new(host_ip, port),
         iface: host_ip,
     };
-    // Lossless: the subscriber's retransmission socket is on 127.0.0.1 and cannot reach the
-    // namespace, so this test proves delivery through XDP, not recovery (loopback.rs does).
-    let sub_config = SubscriberNetConfig {
-        line_a,
-        line_b: None,
-        recv: RecvKind::AfXdp,
-        retransmit_addr: SocketAddrV4::new(ns_ip, 9).into(),
-        snapshot_addr: SocketAddrV4::new(ns_ip, 9).into(),
-    };
-    let (mut subscriber, line) =
-        NetSubscriber::open(Subscriber::new(SubscriberConfig::default()), &sub_config).unwrap();
-    println!("{line}");
-    if subscriber.recv_path().kind() != RecvKind::AfXdp {
-        println!("SKIP: the kernel refused AF_XDP here ({line})");
-        return;
-    }
     let done = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(20);
     let netns = format!("/var/run/netns/{}", veth.ns);
+    // The publisher opens first, in the namespace, and tells where its servers listen; it starts
+    // sending once the subscriber is open.
+    let (addresses_tx, addresses) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
     let publisher = {
         let done = done.clone();
         std::thread::spawn(move || {
@@ -155,13 +170,24 @@ fn af_xdp_receives_a_session_over_a_veth_pair() {
                 send: SendKind::SendMmsg,
                 retransmit_addr: SocketAddrV4::new(ns_ip, 0),
                 snapshot_addr: SocketAddrV4::new(ns_ip, 0),
-                loss_a: LossConfig::default(),
+                loss_a: LossConfig {
+                    drop_ppm,
+                    seed: u64::from(salt),
+                    ..LossConfig::default()
+                },
                 loss_b: LossConfig::default(),
             };
             let (mut publisher, line) =
                 NetPublisher::open(Publisher::new(PublisherConfig::default()), &config).unwrap();
             println!("publisher in {netns}: {line}");
-            let mut generator = SessionGenerator::new(700, 4, 300);
+            addresses_tx
+                .send((
+                    publisher.retransmit_addr().unwrap(),
+                    publisher.snapshot_addr().unwrap(),
+                ))
+                .unwrap();
+            let _ = go_rx.recv();
+            let mut generator = SessionGenerator::new(700 + u64::from(salt), 4, 300);
             let mut batch = Vec::new();
             let mut sent = 0u64;
             let mut batches = 0u64;
@@ -176,6 +202,7 @@ fn af_xdp_receives_a_session_over_a_veth_pair() {
                 }
                 publisher.core.flush();
                 publisher.pump().unwrap();
+                publisher.serve().unwrap();
                 batches += 1;
                 if batches % 32 == 0 {
                     // Paced: copy-mode XDP drops when the fill ring runs dry.
@@ -185,22 +212,43 @@ fn af_xdp_receives_a_session_over_a_veth_pair() {
             while !done.load(Ordering::Acquire) && Instant::now() < deadline {
                 publisher.core.end_session();
                 publisher.pump().unwrap();
+                publisher.serve().unwrap();
                 std::thread::sleep(Duration::from_millis(2));
             }
             (publisher.core.books().digest(), publisher.sent_a)
         })
     };
+    let (retransmit_addr, snapshot_addr) = addresses.recv().unwrap();
+    let sub_config = SubscriberNetConfig {
+        line_a,
+        line_b: None,
+        recv: RecvKind::AfXdp,
+        retransmit_addr,
+        snapshot_addr,
+    };
+    let (mut subscriber, line) =
+        NetSubscriber::open(Subscriber::new(SubscriberConfig::default()), &sub_config).unwrap();
+    println!("{line}");
+    if subscriber.recv_path().kind() != RecvKind::AfXdp {
+        println!("SKIP: the kernel refused AF_XDP here ({line})");
+        done.store(true, Ordering::Release);
+        drop(go);
+        let _ = publisher.join();
+        return None;
+    }
+    go.send(()).unwrap();
     while !subscriber.core.is_complete() && Instant::now() < deadline {
         subscriber.poll_once(Duration::from_millis(1)).unwrap();
     }
     done.store(true, Ordering::Release);
     let (digest, sent_a) = publisher.join().unwrap();
-    let stats = &subscriber.core.stats;
+    let stats = subscriber.core.stats.clone();
     let via_xdp = subscriber.recv_path().xdp_packets();
     println!(
-        "sent A {sent_a}; received {} packets on A, {via_xdp} datagrams through AF_XDP; gaps {} open {}",
+        "sent A {sent_a} ({drop_ppm} ppm dropped); received {} packets on A, {via_xdp} datagrams through AF_XDP; gaps {} recovered by retransmission {} open {}",
         stats.packets_a,
         stats.gaps_seen,
+        stats.gaps_recovered_by_retransmit,
         stats.gaps_open()
     );
     assert!(subscriber.core.is_complete(), "the session did not end");
@@ -210,6 +258,7 @@ fn af_xdp_receives_a_session_over_a_veth_pair() {
         via_xdp >= stats.packets_a,
         "every line-A packet came through the XDP socket"
     );
+    Some(stats)
 }
 
 #[test]

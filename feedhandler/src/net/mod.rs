@@ -918,7 +918,15 @@ impl NetSubscriber {
                 };
             }
         }
-        let rtx = UdpSocket::bind("127.0.0.1:0")?;
+        // Requests leave from, and answers come back to, the loopback address when the
+        // retransmission server is on this machine, else the line A interface's address (the
+        // market-data network's side): never every interface.
+        let rtx_ip = if config.retransmit_addr.ip().is_loopback() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            config.line_a.iface
+        };
+        let rtx = UdpSocket::bind(SocketAddrV4::new(rtx_ip, 0))?;
         rtx.set_nonblocking(true)?;
         Ok((
             NetSubscriber {

@@ -47,9 +47,10 @@ pub const INPUT_SLOTS: usize = 1024;
 pub const OUTPUT_SLOTS: usize = 1024;
 const _: () = assert!(INPUT_SLOTS.is_power_of_two());
 const _: () = assert!(OUTPUT_SLOTS.is_power_of_two());
-// The coordinator keeps at most 64 transfers open (two messages each, resends included per
-// tick): a tick's worth of messages fits either ring without back-pressure.
-const _: () = assert!(INPUT_SLOTS >= 4 * 64);
+// A full ring is only back-pressure (a connection thread waits, TCP pushes back on the
+// coordinator), never a loss; the coordinator's 64 open transfers send at most 128 messages a
+// tick in all, so at this size a tick's resends never wait.
+const _: () = assert!(INPUT_SLOTS >= 2 * 64 && OUTPUT_SLOTS >= 2 * 64);
 
 /// How long the reply stage waits for durability before it checks again (the journal stage
 /// exits the process if the journal fails, so this only bounds one wait).
@@ -227,6 +228,10 @@ impl EventHandler<OutputSlot> for ReplyStage {
                 .wait_durable(slot.journal_sequence, DURABLE_WAIT)
             {}
         }
+        assert!(
+            slot.journal_sequence <= self.durable.durable_sequence(),
+            "a reply leaves only once its input is durable"
+        );
         if !self.connections.contains_key(&slot.connection) {
             self.register();
         }

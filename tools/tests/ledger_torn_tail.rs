@@ -7,7 +7,8 @@
 //! Each test does two things to the journal of a process that was SIGKILLed mid-run:
 //!
 //! 1. **An acknowledged record cannot be torn.** The last synced record (the durable hint's) is
-//!    torn at a seeded random byte: it is at or below the hint, so a restart must refuse with
+//!    torn at a seeded random byte (byte 0 included: the whole record gone): it is at or below
+//!    the hint, so a restart must refuse with
 //!    "corruption, not a torn tail" and drop nothing. Every answer a shard or coordinator sent
 //!    came after its record was synced, so a record anyone saw answered is always in that range:
 //!    the journal never silently loses one. The bytes are then put back.
@@ -19,8 +20,9 @@
 //!    coordinator, same balances and output for `apply`) and finish the run: every transfer whole,
 //!    no money created or destroyed, the coordinator's journal agreeing with the shards'.
 //!
-//! `SEQUENT_TORN_SEED` replays a seed (printed); it picks the inputs, the kill points and both
-//! cut bytes.
+//! `SEQUENT_TORN_SEED` replays a seed (printed; all three tests take it): it picks the inputs, the
+//! kill points (counted in decisions), the victim and both cut bytes. Which record is last when
+//! the kill lands still depends on the processes' timing.
 
 #[path = "common/shards.rs"]
 mod shards;
@@ -48,7 +50,8 @@ fn acknowledged_record_is_never_torn(
     let tail = tail(journal);
     assert!(tail.hint >= 1, "nothing was synced yet");
     let synced = tail.record(tail.hint);
-    let (cut, saved) = tear(&tail, &synced, rng);
+    // From byte 0: a synced record wholly zeroed is refused too.
+    let (cut, saved) = tear(&tail, &synced, 0, rng);
     let refused = restart();
     let stderr = stderr_of(&refused);
     println!(

@@ -427,10 +427,11 @@ impl Saved {
     }
 }
 
-/// Tears `record` as a crash mid-write would: zeroes it from a random byte (at or before its
-/// last non-zero byte, so the tear changes something) to its end. Returns where it cut and the
-/// bytes it overwrote.
-pub fn tear(tail: &Tail, record: &RecordAt, rng: &mut Rng) -> (u64, Saved) {
+/// Tears `record` as a crash mid-write would: zeroes it from a random byte to its end. The cut is
+/// at or after `cut_min` and at or before its last non-zero byte (so the tear changes
+/// something); `cut_min` 1 keeps at least one byte (a record with no byte written is no record:
+/// a clean end, nothing to report). Returns where it cut and the bytes it overwrote.
+pub fn tear(tail: &Tail, record: &RecordAt, cut_min: u64, rng: &mut Rng) -> (u64, Saved) {
     let len = HEADER_LEN + record.payload_len;
     let file = OpenOptions::new()
         .read(true)
@@ -440,7 +441,8 @@ pub fn tear(tail: &Tail, record: &RecordAt, rng: &mut Rng) -> (u64, Saved) {
     let mut bytes = vec![0u8; len as usize];
     file.read_exact_at(&mut bytes, record.offset).unwrap();
     let last_nonzero = bytes.iter().rposition(|&b| b != 0).expect("a record") as u64;
-    let cut = rng.below(last_nonzero + 1);
+    assert!(last_nonzero >= cut_min);
+    let cut = cut_min + rng.below(last_nonzero + 1 - cut_min);
     file.write_all_at(&vec![0u8; (len - cut) as usize], record.offset + cut)
         .unwrap();
     file.sync_all().unwrap();
@@ -480,6 +482,6 @@ pub fn crash_mid_append(
     file.write_all_at(&before.hint.to_le_bytes(), HINT_OFFSET)
         .unwrap();
     file.sync_all().unwrap();
-    let (cut, _) = tear(&after, &after.record(sequence), rng);
+    let (cut, _) = tear(&after, &after.record(sequence), 1, rng);
     (sequence, cut)
 }

@@ -227,3 +227,51 @@ fn a_partitioned_shard_times_out_phases_and_every_transfer_ends_whole_after_it_h
     assert!(whole.voided > 0, "no phase timed out during the partition");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `Prepare` frame (docs/ledger-format.md, "Frames") for the debit leg of a transfer of 1 from
+/// customer 3 (shard 0 of 3) to customer 1.
+fn prepare_frame(id: u128) -> Vec<u8> {
+    let mut payload = vec![1u8];
+    for v in [id, 3, 1, 1] {
+        payload.extend_from_slice(&v.to_le_bytes());
+    }
+    payload.extend_from_slice(&1u32.to_le_bytes());
+    payload.extend_from_slice(&1u16.to_le_bytes());
+    payload.extend_from_slice(&[1, 0]);
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// The coordinator's side of a partition it cannot see: its old connection is half-open (the
+/// shard still holds it; nothing arrives on it) when it reconnects. The shard serves every
+/// connection on its own thread, so the new one is answered at once, the old one still works,
+/// and a duplicate prepare over either answers the same.
+#[test]
+fn a_shard_answers_a_new_connection_while_a_silent_one_stays_open() {
+    let dir = test_dir("ledger-half-open");
+    let port = free_port();
+    let (shard, log) = start_shard(0, &dir, port);
+    let _processes = Children(vec![shard]);
+    wait_for_line(&log, "listening");
+    let silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = [0u8; 4 + 19];
+    for connection in [&mut fresh, &mut silent.try_clone().unwrap()] {
+        connection
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        connection.write_all(&prepare_frame(77)).unwrap();
+        connection.read_exact(&mut reply).unwrap();
+        // Prepared { id 77, debit leg, ok }.
+        assert_eq!(u32::from_le_bytes(reply[..4].try_into().unwrap()), 19);
+        assert_eq!(reply[4], 1, "a prepared reply");
+        assert_eq!(u128::from_le_bytes(reply[5..21].try_into().unwrap()), 77);
+        assert_eq!(&reply[21..], &[1, 1], "debit leg, ok");
+    }
+    drop(silent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -171,7 +171,8 @@ fn opening_ledger(args: &ShardArgs) -> Ledger {
     ledger
 }
 
-/// Runs a shard: replays its journal, then serves one coordinator connection at a time.
+/// Runs a shard: replays its journal, then runs it on its ring (`ledger_shard_ring::serve`), each
+/// coordinator connection on its own thread.
 pub fn shard(args: &ShardArgs) -> anyhow::Result<ExitCode> {
     if args.shards == 0 || args.index >= args.shards {
         bail!("--index must be below --shards");

@@ -926,8 +926,24 @@ fn recover_tail(segment: &Segment) -> Result<TailRecovery, Error> {
     let bad = match summary.bad {
         Some(bad) => bad,
         None => match segment.last_nonzero(summary.records_end) {
-            // Clean: nothing after the last record.
+            // Clean: nothing after the last record; but a segment whose header says records
+            // up to `hint` reached the disk cannot end before them. No crash zeroes a synced
+            // record, so this is damage, and cutting it would drop what was acknowledged.
             None => {
+                let hint = segment.durable_hint();
+                if hint >= next_sequence {
+                    return Err(Error::Corrupt {
+                        at: Location {
+                            path: segment.path().to_path_buf(),
+                            offset: summary.records_end,
+                            sequence: Some(next_sequence),
+                        },
+                        reason: format!(
+                            "the segment ends before sequence {next_sequence}, but records up to \
+                             {hint} were on disk, so this is corruption, not a torn tail"
+                        ),
+                    });
+                }
                 return Ok(TailRecovery {
                     offset: summary.records_end,
                     next_sequence,

@@ -145,6 +145,32 @@ fn corruption_of_a_durable_record_refuses_to_open() {
 }
 
 #[test]
+fn a_durable_last_record_zeroed_whole_refuses_to_open() {
+    // Every byte of the last record gone (a bad disk, or a tool that zeroed it): the scan sees a
+    // clean end one record early, but the header's durable hint says that record reached the
+    // disk, so ending there would drop an acknowledged record without a word.
+    let dir = TempDir::new("zeroed-durable");
+    write_journal(dir.path(), 60);
+    let (first, last) = last_segment_range(dir.path());
+    let path = last_segment(dir.path());
+    let offset = records_end(first, last - 1);
+    let footprint = record_footprint(payload(last).len() as u32);
+    patch(&path, offset, &vec![0; footprint as usize]);
+    let error = Writer::open(dir.path(), &small_config(Durability::None)).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Corrupt { .. }), "{text}");
+    assert!(text.contains(&format!("offset {offset}")), "{text}");
+    assert!(text.contains(&format!("sequence {last}")), "{text}");
+    assert!(text.contains("not a torn tail"), "{text}");
+    // With the hint below it (the record was never synced), the same bytes are a clean end.
+    patch(&path, 64, &(last - 1).to_le_bytes());
+    let writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();
+    assert_eq!(writer.next_sequence(), last);
+    assert_eq!(writer.open_report().truncated, None);
+    writer.close().unwrap();
+}
+
+#[test]
 fn corruption_followed_by_valid_records_is_not_a_torn_tail() {
     let dir = TempDir::new("corrupt-middle");
     write_journal(dir.path(), 60);

@@ -3,8 +3,10 @@
 //! its own journal, over TCP on loopback. The state machines decide everything; this module only
 //! journals, sends and receives. The protocol is in docs/ledger-format.md ("Shards as processes").
 //!
-//! - A shard journals every coordinator message (with the time it stamps on it) before applying
-//!   it, and answers only after the journal is synced: an answer the coordinator saw is never
+//! - A shard is an engine on its own ring (`ledger_shard_ring`): connection threads publish
+//!   coordinator messages into an input ring; a journal stage records them (with the time
+//!   stamped on them) while an apply stage runs `Shard::handle`; a reply stage answers only once
+//!   the journal's durable sequence covers the input: an answer the coordinator saw is never
 //!   lost. It rebuilds itself by replaying its journal (the `fenced` set of the shard lives
 //!   outside the ledger, so a shard recovers by replay, not from a ledger snapshot).
 //! - The coordinator journals its records (`Begin`, `Commit`, `Abort`, `Done`) and syncs before
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use sequent_journal::Writer;
 use sequent_ledger::cross_shard::{
-    Coordinator, CrossTransfer, Decision, Leg, Record, Shard, ShardInput, ToCoordinator, ToShard,
+    Coordinator, CrossTransfer, Decision, Leg, Record, Shard, ToCoordinator, ToShard,
     clearing_account, shard_of,
 };
 use sequent_ledger::{
@@ -31,8 +33,8 @@ use sequent_ledger::{
 
 use crate::ledger_line::{Input, parse_line};
 use crate::ledger_wire::{
-    FRAME_LEN_MAX, decode_shard_input, decode_to_coordinator, decode_to_shard, encode_shard_input,
-    encode_to_coordinator, encode_to_shard, read_frame, write_frame,
+    FRAME_LEN_MAX, decode_shard_input, decode_to_coordinator, encode_to_shard, read_frame,
+    write_frame,
 };
 
 /// Journal record kind of a shard's input (`encode_shard_input`).
@@ -71,6 +73,9 @@ pub struct ShardArgs {
     /// cross-shard leg, and exit.
     #[arg(long)]
     dump: bool,
+    /// How the shard's ring stages wait when idle.
+    #[arg(long, value_enum, default_value_t)]
+    wait: crate::ledger_shard_ring::Wait,
 }
 
 /// Arguments of `sequent ledger coordinator`.
@@ -90,7 +95,7 @@ pub struct CoordinatorArgs {
     timeout_ms: u64,
 }
 
-fn wall_ns() -> u64 {
+pub(crate) fn wall_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -166,13 +171,20 @@ fn opening_ledger(args: &ShardArgs) -> Ledger {
     ledger
 }
 
-/// Runs a shard: replays its journal, then serves one coordinator connection at a time.
+/// Runs a shard: replays its journal, then runs it on its ring (`ledger_shard_ring::serve`), each
+/// coordinator connection on its own thread.
 pub fn shard(args: &ShardArgs) -> anyhow::Result<ExitCode> {
     if args.shards == 0 || args.index >= args.shards {
         bail!("--index must be below --shards");
     }
-    let mut writer = Writer::open(&args.journal, &sequent_journal::Config::default())
+    let writer = Writer::open(&args.journal, &sequent_journal::Config::default())
         .with_context(|| format!("cannot open the journal in {}", args.journal.display()))?;
+    if let Some(truncation) = &writer.open_report().truncated {
+        eprintln!(
+            "sequent ledger shard {}: journal: {truncation}; that input was never answered",
+            args.index
+        );
+    }
     let mut shard = Shard::new(args.index, args.shards, opening_ledger(args));
     let mut replayed = 0u64;
     let mut now = 0u64;
@@ -204,48 +216,8 @@ pub fn shard(args: &ShardArgs) -> anyhow::Result<ExitCode> {
     let listener =
         TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     eprintln!("sequent ledger shard {}: listening on {listen}", args.index);
-    let mut frame = Vec::with_capacity(FRAME_LEN_MAX);
-    let mut replies = Vec::new();
-    loop {
-        let (stream, peer) = listener.accept().context("cannot accept")?;
-        stream.set_nodelay(true).ok();
-        let mut input = BufReader::new(stream.try_clone().context("cannot clone a socket")?);
-        let mut output = BufWriter::new(stream);
-        // One connection: frames in, replies out, until the coordinator goes away.
-        let served: anyhow::Result<()> = (|| loop {
-            if !read_frame(&mut input, &mut frame)? {
-                return Ok(());
-            }
-            let message = decode_to_shard(&frame).context("not a coordinator message")?;
-            // Sequenced time never goes backwards, whatever the wall clock does.
-            now = now.max(wall_ns());
-            let shard_input = ShardInput { ts: now, message };
-            // On record before it has any effect.
-            writer
-                .append(
-                    JOURNAL_KIND_SHARD_INPUT,
-                    now,
-                    &encode_shard_input(&shard_input),
-                )
-                .context("cannot journal")?;
-            replies.push(shard.handle(&shard_input));
-            // Answer once every frame already received is applied, after one sync for them all.
-            if input.buffer().is_empty() {
-                writer.sync().context("cannot sync the journal")?;
-                for reply in replies.drain(..) {
-                    write_frame(&mut output, &encode_to_coordinator(&reply))?;
-                }
-                output.flush()?;
-            }
-        })();
-        replies.clear();
-        if let Err(e) = served {
-            eprintln!(
-                "sequent ledger shard {}: connection from {peer} ended: {e:#}",
-                args.index
-            );
-        }
-    }
+    crate::ledger_shard_ring::serve(args.index, &listener, shard, writer, now, args.wait)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -402,6 +374,11 @@ pub fn coordinator(args: &CoordinatorArgs) -> anyhow::Result<ExitCode> {
     }
     let mut writer = Writer::open(&args.journal, &sequent_journal::Config::default())
         .with_context(|| format!("cannot open the journal in {}", args.journal.display()))?;
+    if let Some(truncation) = &writer.open_report().truncated {
+        eprintln!(
+            "sequent ledger coordinator: journal: {truncation}; no message it caused was sent"
+        );
+    }
     let timeout_ns = args.timeout_ms * 1_000_000;
     let mut records = Vec::new();
     if writer.next_sequence() > 1 {

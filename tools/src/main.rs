@@ -17,6 +17,7 @@ mod feed_cmd;
 mod journal_cmd;
 mod ledger_cmd;
 mod ledger_line;
+mod ledger_shard_ring;
 mod ledger_shards;
 mod ledger_wire;
 mod match_cmd;

@@ -1017,6 +1017,7 @@ fn feed_bench(args: &FeedArgs) -> ExitCode {
             feed::decode as fn(&feed::FeedConfig) -> anyhow::Result<Vec<feed::FeedRow>>,
         ),
         ("transport", feed::transport),
+        ("af-xdp", feed::af_xdp),
         ("latency", feed::latency),
     ] {
         eprintln!("running {name}...");

@@ -12,7 +12,6 @@
 #![cfg(feature = "af-xdp")]
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,85 +23,6 @@ use sequent_feed::net::{
 };
 use sequent_feed::publisher::{Publisher, PublisherConfig};
 use sequent_feed::subscriber::{Subscriber, SubscriberConfig};
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// A namespace and a veth pair, removed on drop (also when the test fails).
-struct Veth {
-    ns: String,
-    host_end: String,
-}
-
-impl Veth {
-    fn create(host_ip: &str, ns_ip: &str, salt: u8) -> Result<Veth, String> {
-        let id = std::process::id() % 100_000;
-        let veth = Veth {
-            ns: format!("sqfeed7-{id}-{salt}"),
-            host_end: format!("sqf7a{id}x{salt}"),
-        };
-        let ns_end = format!("sqf7b{id}x{salt}");
-        ip(&["netns", "add", &veth.ns])?;
-        ip(&[
-            "link",
-            "add",
-            &veth.host_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ns_end,
-        ])?;
-        ip(&["link", "set", &ns_end, "netns", &veth.ns])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{host_ip}/24"),
-            "dev",
-            &veth.host_end,
-        ])?;
-        ip(&["link", "set", &veth.host_end, "up"])?;
-        let in_ns = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &veth.ns, "ip"];
-            all.extend_from_slice(args);
-            ip(&all)
-        };
-        in_ns(&["addr", "add", &format!("{ns_ip}/24"), "dev", &ns_end])?;
-        in_ns(&["link", "set", &ns_end, "up"])?;
-        in_ns(&["link", "set", "lo", "up"])?;
-        Ok(veth)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.host_end]);
-        let _ = ip(&["netns", "del", &self.ns]);
-    }
-}
 
 #[test]
 fn af_xdp_receives_a_session_over_a_veth_pair() {
@@ -128,7 +48,7 @@ fn af_xdp_session_with_loss_recovers_every_gap_by_retransmission() {
 /// equal the publisher's with no open gap. Returns the subscriber's statistics, or None when
 /// the test had to skip (printed with the reason).
 fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stats> {
-    if !is_root() {
+    if !xdp::is_root() {
         println!("SKIP: AF_XDP over veth needs root (namespaces, veth, bpf(2))");
         return None;
     }
@@ -136,7 +56,7 @@ fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stat
         Ipv4Addr::new(10, 197, salt, 1),
         Ipv4Addr::new(10, 197, salt, 2),
     );
-    let veth = match Veth::create(&host_ip.to_string(), &ns_ip.to_string(), salt) {
+    let veth = match xdp::VethPair::create(host_ip, ns_ip, &salt.to_string()) {
         Ok(v) => v,
         Err(why) => {
             println!("SKIP: cannot build the namespace and veth pair: {why}");
@@ -154,7 +74,7 @@ fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stat
     };
     let done = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(20);
-    let netns = format!("/var/run/netns/{}", veth.ns);
+    let netns = veth.ns_path();
     // The publisher opens first, in the namespace, and tells where its servers listen; it starts
     // sending once the subscriber is open.
     let (addresses_tx, addresses) = std::sync::mpsc::channel();
@@ -162,7 +82,7 @@ fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stat
     let publisher = {
         let done = done.clone();
         std::thread::spawn(move || {
-            xdp::enter_netns(std::path::Path::new(&netns)).unwrap();
+            xdp::enter_netns(&netns).unwrap();
             let config = PublisherNetConfig {
                 line_a,
                 line_b: None,
@@ -179,7 +99,7 @@ fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stat
             };
             let (mut publisher, line) =
                 NetPublisher::open(Publisher::new(PublisherConfig::default()), &config).unwrap();
-            println!("publisher in {netns}: {line}");
+            println!("publisher in {}: {line}", netns.display());
             addresses_tx
                 .send((
                     publisher.retransmit_addr().unwrap(),

@@ -559,6 +559,177 @@ pub fn transport(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
     Ok(rows)
 }
 
+/// AF_XDP beside recvmmsg, on the host end of a veth pair whose other end (in a network
+/// namespace) carries a paced publisher: [`RECV_ROUNDS`] interleaved runs per path, median
+/// receiver CPU per packet. Needs the `af-xdp` feature and root; otherwise one row says why.
+pub fn af_xdp(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
+    let messages = (config.transport_messages / 5).max(10_000);
+    let not_run = |why: &str| {
+        let mut row = FeedRow::new("af-xdp", "receive AfXdp", 0);
+        row.note = format!("not run: {why}");
+        Ok(vec![row])
+    };
+    #[cfg(not(feature = "af-xdp"))]
+    {
+        let _ = messages;
+        not_run(
+            "built without the af-xdp feature (cargo build --release -p sequent-bench --features af-xdp)",
+        )
+    }
+    #[cfg(feature = "af-xdp")]
+    {
+        use sequent_feed::net::xdp;
+        if !xdp::is_root() {
+            return not_run("needs root (a namespace, a veth pair, bpf(2))");
+        }
+        let (host_ip, ns_ip) = (Ipv4Addr::new(10, 197, 60, 1), Ipv4Addr::new(10, 197, 60, 2));
+        let veth = match xdp::VethPair::create(host_ip, ns_ip, "bench") {
+            Ok(veth) => veth,
+            Err(why) => return not_run(&format!("cannot build the veth pair: {why}")),
+        };
+        let kinds = [RecvKind::RecvMmsg, RecvKind::AfXdp];
+        let mut rounds: Vec<Vec<(f64, f64, String)>> = vec![Vec::new(); kinds.len()];
+        for round in 0..RECV_ROUNDS {
+            for (k, recv) in kinds.into_iter().enumerate() {
+                let seed = (round * kinds.len() + k) as u64;
+                rounds[k].push(xdp_run(&veth, host_ip, ns_ip, recv, messages, seed)?);
+            }
+        }
+        let mut rows = Vec::new();
+        for (recv, mut runs) in kinds.into_iter().zip(rounds) {
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (lo, hi) = (runs[0].0, runs[runs.len() - 1].0);
+            let (cpu, pkts_s, line) = &runs[runs.len() / 2];
+            let mut row = FeedRow::new(
+                "af-xdp",
+                format!("veth, paced → receive {recv:?}"),
+                messages,
+            );
+            row.packets_per_s = Some(*pkts_s);
+            row.loss_pct = Some(0.0);
+            row.note = format!(
+                "receiver CPU {cpu:.0} ns/packet (median of {RECV_ROUNDS} interleaved runs, {lo:.0}–{hi:.0}; the subscriber's whole poll loop, books included); {line}"
+            );
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// One session over the veth pair into a `NetSubscriber` on `recv`: (receiver CPU ns per
+/// packet, packets/s, path line). Fails unless the books end equal with no gap open.
+#[cfg(feature = "af-xdp")]
+fn xdp_run(
+    veth: &sequent_feed::net::xdp::VethPair,
+    host_ip: Ipv4Addr,
+    ns_ip: Ipv4Addr,
+    recv: RecvKind,
+    messages: u64,
+    seed: u64,
+) -> anyhow::Result<(f64, f64, String)> {
+    use sequent_feed::net::xdp;
+    let line_a = LineAddr {
+        addr: SocketAddrV4::new(host_ip, free_port()?),
+        iface: host_ip,
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let (addresses_tx, addresses) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let netns = veth.ns_path();
+    let publisher = {
+        let done = done.clone();
+        std::thread::spawn(move || -> anyhow::Result<[u8; 32]> {
+            xdp::enter_netns(&netns)?;
+            let config = PublisherNetConfig {
+                line_a,
+                line_b: None,
+                ttl: 1,
+                send: SendKind::SendMmsg,
+                retransmit_addr: SocketAddrV4::new(ns_ip, 0),
+                snapshot_addr: SocketAddrV4::new(ns_ip, 0),
+                loss_a: Default::default(),
+                loss_b: Default::default(),
+            };
+            let (mut publisher, _) =
+                NetPublisher::open(Publisher::new(PublisherConfig::default()), &config)?;
+            addresses_tx.send((publisher.retransmit_addr()?, publisher.snapshot_addr()?))?;
+            let _ = go_rx.recv();
+            let mut generator = sequent_feed::loss::SessionGenerator::new(900 + seed, 8, 2_000);
+            let mut batch = Vec::new();
+            let (mut sent, mut batches) = (0u64, 0u64);
+            while sent < messages {
+                batch.clear();
+                for _ in 0..1 + batches % 8 {
+                    generator.next_message(&mut batch);
+                }
+                for m in &batch {
+                    publisher.core.handle_message(m);
+                    sent += 1;
+                }
+                publisher.core.flush();
+                publisher.pump()?;
+                publisher.serve()?;
+                batches += 1;
+                if batches % 32 == 0 {
+                    // Paced alike for both paths: copy-mode XDP drops when its fill ring runs dry.
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !done.load(Ordering::Acquire) && Instant::now() < deadline {
+                publisher.core.end_session();
+                publisher.pump()?;
+                publisher.serve()?;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(publisher.core.books().digest())
+        })
+    };
+    let (retransmit_addr, snapshot_addr) = addresses.recv()?;
+    let (mut subscriber, line) = NetSubscriber::open(
+        Subscriber::new(SubscriberConfig::default()),
+        &SubscriberNetConfig {
+            line_a,
+            line_b: None,
+            recv,
+            retransmit_addr,
+            snapshot_addr,
+        },
+    )?;
+    if subscriber.recv_path().kind() != recv {
+        done.store(true, Ordering::Release);
+        drop(go);
+        let _ = publisher.join();
+        anyhow::bail!("{recv:?} fell back: {line}");
+    }
+    go.send(())?;
+    let start = Instant::now();
+    let cpu_start = thread_cpu_ns();
+    let deadline = start + Duration::from_secs(30);
+    while !subscriber.core.is_complete() && Instant::now() < deadline {
+        subscriber.poll_once(Duration::from_millis(1))?;
+    }
+    let cpu_ns = thread_cpu_ns() - cpu_start;
+    let secs = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Release);
+    let digest = publisher
+        .join()
+        .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+    let stats = &subscriber.core.stats;
+    anyhow::ensure!(
+        subscriber.core.is_complete() && subscriber.core.books().digest() == digest,
+        "{recv:?}: the session did not end with equal books ({} packets, gaps {})",
+        stats.packets_a,
+        stats.gaps_seen
+    );
+    let packets = stats.packets_a.max(1);
+    Ok((
+        cpu_ns as f64 / packets as f64,
+        packets as f64 / secs,
+        format!("{line}; gaps {}", stats.gaps_seen),
+    ))
+}
+
 /// One-way latency: a paced publisher thread, a subscriber in this thread.
 pub fn latency(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
     let (line, transport) = loopback_line(40)?;

@@ -555,3 +555,96 @@ pub fn enter_netns(path: &std::path::Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Runs `ip ARGS`; Err carries its standard error.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Is this process root (what namespaces, veth pairs and `bpf(2)` need)?
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A network namespace and a veth pair between it and this namespace, for the AF_XDP test and
+/// bench (a publisher in the namespace, the subscriber on the host end); removed on drop.
+/// Needs root and the `ip` tool.
+#[derive(Debug)]
+pub struct VethPair {
+    /// The namespace's name (`/var/run/netns/NAME`).
+    pub ns: String,
+    /// The host end's interface name.
+    pub host_end: String,
+}
+
+impl VethPair {
+    /// Creates namespace and pair: the host end gets `host_ip/24`, the other end (moved into
+    /// the namespace) `ns_ip/24`; both up. `tag` keeps concurrent pairs of one process apart.
+    pub fn create(host_ip: Ipv4Addr, ns_ip: Ipv4Addr, tag: &str) -> Result<VethPair, String> {
+        let id = std::process::id() % 100_000;
+        let veth = VethPair {
+            ns: format!("sqfeed-{id}-{tag}"),
+            host_end: format!("sqfa{id}{tag}"),
+        };
+        let ns_end = format!("sqfb{id}{tag}");
+        ip(&["netns", "add", &veth.ns])?;
+        ip(&[
+            "link",
+            "add",
+            &veth.host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_end,
+        ])?;
+        ip(&["link", "set", &ns_end, "netns", &veth.ns])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{host_ip}/24"),
+            "dev",
+            &veth.host_end,
+        ])?;
+        ip(&["link", "set", &veth.host_end, "up"])?;
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &veth.ns, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        in_ns(&["addr", "add", &format!("{ns_ip}/24"), "dev", &ns_end])?;
+        in_ns(&["link", "set", &ns_end, "up"])?;
+        in_ns(&["link", "set", "lo", "up"])?;
+        Ok(veth)
+    }
+
+    /// The namespace's path, for [`enter_netns`].
+    pub fn ns_path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/var/run/netns/{}", self.ns))
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_end]);
+        let _ = ip(&["netns", "del", &self.ns]);
+    }
+}

@@ -65,7 +65,20 @@ fn main() {
         };
         assert_eq!(ledger.create_account(0, &account), Outcome::Ok);
     }
+    // `APPLY_COLD=1`: leave the stores unmapped, so the apply pays the page faults.
+    if std::env::var_os("APPLY_COLD").is_none() {
+        ledger.prefault();
+    }
     let mut outcomes = Vec::with_capacity(batch);
+    // `perf record --control fifo:CTL,ACK -D -1` with `APPLY_PERF_CTL=CTL`: profile the apply
+    // only, not the set-up or the digest.
+    let perf_ctl = std::env::var_os("APPLY_PERF_CTL");
+    let perf = |command: &str| {
+        if let Some(path) = &perf_ctl {
+            std::fs::write(path, command).expect("perf control fifo");
+        }
+    };
+    perf("enable\n");
     let started = Instant::now();
     let cpu_started = cpu_ns();
     for (i, chunk) in work.chunks(batch).enumerate() {
@@ -75,6 +88,7 @@ fn main() {
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = (cpu_ns() - cpu_started) as f64 / 1e9;
+    perf("disable\n");
     let digest: String = ledger
         .state_digest()
         .iter()

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use sequent_ledger::{Account, Config, Ledger, Outcome, Transfer};
 
-/// Same generator and seed as `bench/src/ledger` so both see the same workload.
+/// The generator of `bench/src/ledger` (seeded differently here), so both see the same kind of
+/// workload.
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state >> 12;
     *state ^= *state << 25;

@@ -39,7 +39,7 @@ pub const HIERARCHY_DEPTH_MAX: usize = 8;
 /// Most transfers in one linked chain (TigerBeetle's batch is 8189 events).
 pub const LINKED_CHAIN_MAX: usize = 8190;
 /// Transfers whose cache lines `create_transfers` loads together, ahead of applying them.
-const WARM_AHEAD: usize = 16;
+const WARM_AHEAD: usize = 32;
 
 /// Capacities, fixed at construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +101,11 @@ impl Slot {
     fn value(self) -> u32 {
         match self {
             Self::Stored(i) => {
-                debug_assert!(i < SLOT_FAILED);
+                assert!(i < SLOT_FAILED, "a position leaves the failure bit free");
                 i
             }
             Self::Failed(i) => {
-                debug_assert!(i < SLOT_FAILED);
+                assert!(i < SLOT_FAILED, "a position leaves the failure bit free");
                 i | SLOT_FAILED
             }
         }

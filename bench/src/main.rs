@@ -199,6 +199,10 @@ struct LedgerArgs {
     /// Scratch directory for the journal and the PostgreSQL cluster.
     #[arg(long, default_value = "/tmp/sequent-bench-ledger")]
     dir: std::path::PathBuf,
+    /// Leave the ledger's stores unmapped until first written (no `Ledger::prefault` at
+    /// start-up): the apply then also pays a page fault every 18 stored transfers.
+    #[arg(long)]
+    cold_stores: bool,
     /// Transfers through PostgreSQL (0 skips it).
     #[arg(long, default_value_t = 50_000)]
     pg_transfers: u32,
@@ -917,6 +921,7 @@ fn ledger_bench(args: &LedgerArgs) -> ExitCode {
         pg_transfers: args.pg_transfers,
         pg_script: args.pg_script.clone(),
         seed: 42,
+        prefault: !args.cold_stores,
     };
     let report = match ledger::run(&config, || counting::read().1) {
         Ok(report) => report,
@@ -974,8 +979,14 @@ fn ledger_bench(args: &LedgerArgs) -> ExitCode {
     }
     let _ = writeln!(
         out,
-        "\nmemory: {:.0} bytes per account slot, {:.0} bytes per transfer slot (all allocated at construction)",
-        report.bytes_per_account, report.bytes_per_transfer
+        "\nmemory: {:.0} bytes per account slot, {:.0} bytes per transfer slot (all allocated at construction; {})",
+        report.bytes_per_account,
+        report.bytes_per_transfer,
+        if args.cold_stores {
+            "--cold-stores: mapped by the apply as it first writes them"
+        } else {
+            "mapped before the clock starts, Ledger::prefault"
+        }
     );
     print!("{out}");
     let _ = std::io::stdout().flush();

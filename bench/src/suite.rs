@@ -949,6 +949,7 @@ fn ledger(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioResult> {
         pg_transfers: 0,
         pg_script: PathBuf::from("tools/pg-bench-setup.sh"),
         seed: ctx.config.seed,
+        prefault: true,
     };
     let report = run(&config, ctx.config.live_bytes)?;
     let mut result = ScenarioResult::new("ledger", "", Status::Measured);

@@ -9,7 +9,8 @@
 //! The workload is seeded: random debit and credit among `accounts` accounts of one ledger, no
 //! limit flags, amounts 1..=1000, unique ids. Memory per account and per stored transfer is
 //! measured by the caller's allocator around two ledger constructions of different sizes (every
-//! store is allocated at construction).
+//! store is allocated at construction). Each mode's ledger maps its stores before the clock
+//! starts (`Ledger::prefault`, as a long-lived node does at start-up) unless `prefault` is off.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub struct LedgerConfig {
     /// `tools/pg-bench-setup.sh`.
     pub pg_script: PathBuf,
     pub seed: u64,
+    /// Map the ledger's stores at start-up (`Ledger::prefault`), as a long-lived node does,
+    /// rather than page by page as the apply first writes them.
+    pub prefault: bool,
 }
 
 /// One measured mode.
@@ -85,11 +89,15 @@ pub fn workload(accounts: u32, transfers: u32, seed: u64) -> Vec<Transfer> {
         .collect()
 }
 
-fn ledger_with_accounts(accounts: u32, transfers: u32) -> Ledger {
+fn ledger_with_accounts(config: &LedgerConfig) -> Ledger {
+    let (accounts, transfers) = (config.accounts, config.transfers);
     let mut ledger = Ledger::new(Config {
         accounts_max: accounts,
         transfers_max: transfers,
     });
+    if config.prefault {
+        ledger.prefault();
+    }
     for id in 1..=accounts {
         let account = Account {
             id: u128::from(id),
@@ -104,11 +112,19 @@ fn ledger_with_accounts(accounts: u32, transfers: u32) -> Ledger {
     ledger
 }
 
-/// A batch as one journal record: 8 × 16-byte little-endian fields per transfer.
+/// Bytes of one transfer in a journal record.
+const RECORD_TRANSFER_BYTES: usize = 128;
+
+/// A batch as one journal record: 8 × 16-byte little-endian fields per transfer. Sized once and
+/// written in place: a per-field `extend_from_slice` checked the capacity 8 times a transfer.
 fn encode(batch: &[Transfer], out: &mut Vec<u8>) {
     out.clear();
-    for t in batch {
-        for v in [
+    out.resize(batch.len() * RECORD_TRANSFER_BYTES, 0);
+    for (t, record) in batch
+        .iter()
+        .zip(out.chunks_exact_mut(RECORD_TRANSFER_BYTES))
+    {
+        let fields = [
             t.id,
             t.debit_account_id,
             t.credit_account_id,
@@ -117,8 +133,9 @@ fn encode(batch: &[Transfer], out: &mut Vec<u8>) {
             t.user_data,
             u128::from(t.timeout_ns),
             u128::from(t.ledger) | u128::from(t.code) << 32 | u128::from(t.flags.0) << 48,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
+        ];
+        for (v, field) in fields.iter().zip(record.chunks_exact_mut(16)) {
+            field.copy_from_slice(&v.to_le_bytes());
         }
     }
 }
@@ -132,7 +149,7 @@ fn run_pipelined(
     work: &[Transfer],
     dir: &Path,
 ) -> anyhow::Result<ModeResult> {
-    let mut ledger = ledger_with_accounts(config.accounts, config.transfers);
+    let mut ledger = ledger_with_accounts(config);
     let _ = std::fs::remove_dir_all(dir);
     let journal_config = sequent_journal::Config {
         durability: sequent_journal::Durability::GroupCommit {
@@ -188,7 +205,7 @@ fn run_engine(
     work: &[Transfer],
     journal: Option<&Path>,
 ) -> anyhow::Result<ModeResult> {
-    let mut ledger = ledger_with_accounts(config.accounts, config.transfers);
+    let mut ledger = ledger_with_accounts(config);
     let mut writer = match journal {
         Some(dir) => {
             let _ = std::fs::remove_dir_all(dir);
@@ -390,4 +407,36 @@ pub fn run(config: &LedgerConfig, live_bytes: fn() -> i64) -> anyhow::Result<Led
         bytes_per_account,
         bytes_per_transfer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record layout: 8 little-endian 16-byte fields a transfer, the last packing ledger,
+    /// code and flags.
+    #[test]
+    fn encode_writes_128_bytes_a_transfer_in_field_order() {
+        let t = Transfer {
+            id: 1,
+            debit_account_id: 2,
+            credit_account_id: 3,
+            amount: 4,
+            pending_id: 5,
+            user_data: 6,
+            timeout_ns: 7,
+            ledger: 8,
+            code: 9,
+            flags: sequent_ledger::TransferFlags(10),
+        };
+        let mut out = vec![0xff; 3];
+        encode(&[t, t], &mut out);
+        assert_eq!(out.len(), 2 * RECORD_TRANSFER_BYTES);
+        let mut expected = Vec::new();
+        for v in [1u128, 2, 3, 4, 5, 6, 7, 8 | 9 << 32 | 10 << 48] {
+            expected.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(out[..128], expected[..]);
+        assert_eq!(out[128..], expected[..]);
+    }
 }

@@ -18,16 +18,17 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::collections::BinaryHeap;
 
 use sha2::{Digest, Sha256};
 
 pub mod cross_shard;
+mod index;
 pub mod reconcile;
 pub mod snapshot;
 mod types;
 
+use index::IdIndex;
 pub use snapshot::SnapshotError;
 pub use types::{
     Account, AccountFlags, Balances, Outcome, PendingState, StoredTransfer, Transfer, TransferFlags,
@@ -37,71 +38,8 @@ pub use types::{
 pub const HIERARCHY_DEPTH_MAX: usize = 8;
 /// Most transfers in one linked chain (TigerBeetle's batch is 8189 events).
 pub const LINKED_CHAIN_MAX: usize = 8190;
-
-/// Hashes 128-bit ids for the indexes: a folded multiply (as in foldhash) keyed per ledger from
-/// the process's random source, so ids chosen by clients cannot be aimed at collisions in
-/// advance. The key changes only where entries sit in the tables, never an output: nothing
-/// iterates the indexes.
-#[derive(Clone, Copy, Debug)]
-struct IdHash {
-    key: u64,
-}
-
-impl IdHash {
-    fn new() -> Self {
-        Self {
-            key: RandomState::new().hash_one(0x005e_9ee7_u64) | 1,
-        }
-    }
-}
-
-/// The multiply of two words folded to one: high half xor low half.
-fn fold(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product >> 64) as u64 ^ product as u64
-}
-
-#[derive(Clone, Copy, Debug)]
-struct IdHasher {
-    key: u64,
-    state: u64,
-}
-
-impl BuildHasher for IdHash {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher {
-            key: self.key,
-            state: self.key,
-        }
-    }
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.state = fold(self.state ^ word, self.key ^ 0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write_u128(&mut self, id: u128) {
-        self.state = fold(
-            self.state ^ id as u64,
-            (id >> 64) as u64 ^ self.key ^ 0x9e37_79b9_7f4a_7c15,
-        );
-    }
-
-    fn finish(&self) -> u64 {
-        fold(self.state, 0x2d35_8dcc_aa6c_78a5)
-    }
-}
+/// Transfers whose cache lines `create_transfers` loads together, ahead of applying them.
+const WARM_AHEAD: usize = 32;
 
 /// Capacities, fixed at construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,8 +78,38 @@ pub struct AccountState {
 /// What an id in the transfer index stands for.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
+    /// Position in `Ledger::transfers`.
     Stored(u32),
-    Failed(Outcome),
+    /// Position in `Ledger::failed`.
+    Failed(u32),
+}
+
+/// The transfer index's value for a remembered failure: the position in `failed` with this bit.
+const SLOT_FAILED: u32 = 1 << 31;
+/// Transfer ids (stored and failed) a ledger can hold: positions must leave `SLOT_FAILED` free.
+pub const TRANSFERS_MAX: u32 = SLOT_FAILED;
+
+impl Slot {
+    fn from_value(value: u32) -> Self {
+        if value & SLOT_FAILED == 0 {
+            Self::Stored(value)
+        } else {
+            Self::Failed(value & !SLOT_FAILED)
+        }
+    }
+
+    fn value(self) -> u32 {
+        match self {
+            Self::Stored(i) => {
+                assert!(i < SLOT_FAILED, "a position leaves the failure bit free");
+                i
+            }
+            Self::Failed(i) => {
+                assert!(i < SLOT_FAILED, "a position leaves the failure bit free");
+                i | SLOT_FAILED
+            }
+        }
+    }
 }
 
 /// The balance change one transfer makes, identical on both sides: the debit account's debits and
@@ -240,9 +208,11 @@ pub struct SheetRow {
 pub struct Ledger {
     config: Config,
     accounts: Vec<AccountState>,
-    account_index: HashMap<u128, u32, IdHash>,
+    /// Account id to position in `accounts`.
+    account_index: IdIndex,
     transfers: Vec<StoredTransfer>,
-    transfer_index: HashMap<u128, Slot, IdHash>,
+    /// Transfer id to `Slot::value`: stored transfers and remembered failures.
+    transfer_index: IdIndex,
     /// Failed ids in the order they failed (for the digest).
     failed: Vec<(u128, Outcome)>,
     /// (expires at, transfer index) of committed pending transfers with a timeout; entries whose
@@ -261,22 +231,17 @@ impl Ledger {
     pub fn new(config: Config) -> Self {
         assert!(config.accounts_max > 0, "accounts_max must be positive");
         assert!(config.transfers_max > 0, "transfers_max must be positive");
+        assert!(
+            config.transfers_max <= TRANSFERS_MAX,
+            "transfers_max must leave the index's failure bit free"
+        );
         let transfers = config.transfers_max as usize;
         Self {
             config,
             accounts: Vec::with_capacity(config.accounts_max as usize),
-            account_index: HashMap::with_capacity_and_hasher(
-                config.accounts_max as usize,
-                IdHash::new(),
-            ),
+            account_index: IdIndex::with_capacity(config.accounts_max as usize),
             transfers: Vec::with_capacity(transfers),
-            // Twice the limit: removals by chain rollbacks leave tombstones, and a table at most
-            // half full is rehashed in place when they use up its growth room, never reallocated
-            // (hashbrown's `reserve_rehash`); the counting-allocator test holds it to that.
-            transfer_index: HashMap::with_capacity_and_hasher(
-                2 * transfers + LINKED_CHAIN_MAX,
-                IdHash::new(),
-            ),
+            transfer_index: IdIndex::with_capacity(transfers),
             failed: Vec::with_capacity(transfers),
             expiries: BinaryHeap::with_capacity(transfers),
             undo: Vec::with_capacity(LINKED_CHAIN_MAX),
@@ -284,6 +249,59 @@ impl Ledger {
             now_ns: 0,
             expired_total: 0,
         }
+    }
+
+    /// Writes to every page of every store, so that the operating system maps the memory now,
+    /// at start-up, rather than with a page fault (and a page cleared) every 18 stored
+    /// transfers on the event path: `new` reserves the memory, but the system maps a page only
+    /// when it is first written. Changes no state: it writes only to the stores' spare capacity
+    /// and rewrites index buckets with their own value. O(memory); for a long-lived ledger (a
+    /// node, a benchmark), not for a short one (a test, a one-off replay).
+    pub fn prefault(&mut self) {
+        let account = AccountState {
+            account: Account::default(),
+            closed: false,
+            balances: Balances::default(),
+            rollup: Balances::default(),
+            parent_index: None,
+            depth: 0,
+        };
+        prefault_spare(&mut self.accounts, account);
+        self.account_index.prefault();
+        let transfer = StoredTransfer {
+            request: Transfer::default(),
+            debit_account_id: 0,
+            credit_account_id: 0,
+            amount: 0,
+            ledger: 0,
+            code: 0,
+            seq: 0,
+            ts: 0,
+            state: PendingState::NotPending,
+            resolved_seq: 0,
+            resolved_ts: 0,
+            expires_at_ns: 0,
+            reversed: 0,
+        };
+        prefault_spare(&mut self.transfers, transfer);
+        self.transfer_index.prefault();
+        prefault_spare(&mut self.failed, (0, Outcome::Ok));
+        // The heap's order is rebuilt from its entries (unique pairs, so pops come out the same).
+        let mut expiries = std::mem::take(&mut self.expiries).into_vec();
+        prefault_spare(&mut expiries, Reverse((0, 0)));
+        self.expiries = BinaryHeap::from(expiries);
+        let movement = Movement {
+            debit: 0,
+            credit: 0,
+            pending_add: 0,
+            pending_sub: 0,
+            posted_add: 0,
+        };
+        let undo = Undo {
+            movement,
+            previous: Previous::None,
+        };
+        prefault_spare(&mut self.undo, undo);
     }
 
     pub fn config(&self) -> Config {
@@ -320,8 +338,12 @@ impl Ledger {
                 continue;
             }
             let movement = Movement {
-                debit: self.account_index[&t.debit_account_id],
-                credit: self.account_index[&t.credit_account_id],
+                debit: self
+                    .account_position(t.debit_account_id)
+                    .expect("stored account"),
+                credit: self
+                    .account_position(t.credit_account_id)
+                    .expect("stored account"),
                 pending_add: 0,
                 pending_sub: t.amount,
                 posted_add: 0,
@@ -368,7 +390,7 @@ impl Ledger {
             return Outcome::ParentMustBeDifferent;
         }
         // 2. Idempotency.
-        if let Some(&index) = self.account_index.get(&a.id) {
+        if let Some(index) = self.account_position(a.id) {
             let e = self.accounts[index as usize].account;
             return if e.flags != a.flags {
                 Outcome::ExistsWithDifferentFlags
@@ -392,7 +414,7 @@ impl Ledger {
         let (parent_index, depth) = if a.parent == 0 {
             (None, 1)
         } else {
-            let Some(&p) = self.account_index.get(&a.parent) else {
+            let Some(p) = self.account_position(a.parent) else {
                 return Outcome::ParentNotFound;
             };
             let parent = &self.accounts[p as usize];
@@ -422,7 +444,7 @@ impl Ledger {
     pub fn close_account(&mut self, ts: u64, id: u128) -> Outcome {
         self.seq += 1;
         self.advance(ts, self.seq);
-        let Some(&index) = self.account_index.get(&id) else {
+        let Some(index) = self.account_position(id) else {
             return Outcome::AccountNotFound;
         };
         let state = &mut self.accounts[index as usize];
@@ -446,6 +468,8 @@ impl Ledger {
             return;
         }
         self.advance(ts, base + 1);
+        // Transfers before this one have had their cache lines loaded (`warm`).
+        let mut warmed_end = 0;
         let mut start = 0;
         while start < batch.len() {
             let mut end = start;
@@ -463,6 +487,10 @@ impl Ledger {
             let first_outcome = outcomes.len();
             let mut failed_at = None;
             for (k, t) in batch.iter().enumerate().take(end + 1).skip(start) {
+                if k >= warmed_end {
+                    warmed_end = batch.len().min(k + WARM_AHEAD);
+                    std::hint::black_box(self.warm(&batch[k..warmed_end]));
+                }
                 let seq = base + 1 + k as u64;
                 let outcome = self.transfer_one(t, seq);
                 outcomes.push(outcome);
@@ -491,6 +519,40 @@ impl Ledger {
         }
     }
 
+    /// Loads the cache lines that applying `transfers` will read first: the transfer index's
+    /// bucket for each id (and the referenced id), and for plain transfers the account index's
+    /// buckets and the account records. These loads are independent of each other, so the core
+    /// overlaps their misses, where `transfer_one` would meet them one by one at the head of a
+    /// long dependent chain. Reads only; the result is there to be kept (`black_box`) so the
+    /// loads are not removed. The random account and transfer ids of a large ledger miss every
+    /// cache level: this is most of the time an apply takes.
+    fn warm(&self, transfers: &[Transfer]) -> u64 {
+        let mut sink = 0;
+        // The index buckets first, then (found through them) the records: two rounds of
+        // independent misses rather than one dependent pair per account.
+        for t in transfers {
+            sink ^= self.transfer_index.warm(t.id);
+            if t.pending_id != 0 {
+                sink ^= self.transfer_index.warm(t.pending_id);
+            } else {
+                sink ^= self.account_index.warm(t.debit_account_id);
+                sink ^= self.account_index.warm(t.credit_account_id);
+            }
+        }
+        for t in transfers.iter().filter(|t| t.pending_id == 0) {
+            for id in [t.debit_account_id, t.credit_account_id] {
+                if let Some(p) = self.account_position(id) {
+                    // One field from each cache line the record spans.
+                    let s = &self.accounts[p as usize];
+                    sink ^= s.balances.debits_pending as u64
+                        ^ s.rollup.debits_pending as u64
+                        ^ u64::from(s.closed);
+                }
+            }
+        }
+        sink
+    }
+
     /// One transfer at its own sequence `seq`, within the current chain: on success it is applied
     /// and recorded in the undo log; on failure nothing changed.
     fn transfer_one(&mut self, t: &Transfer, seq: u64) -> Outcome {
@@ -498,11 +560,11 @@ impl Ledger {
             return outcome;
         }
         // 2. Idempotency.
-        match self.transfer_index.get(&t.id) {
-            Some(&Slot::Stored(index)) => {
+        match self.transfer_slot(t.id) {
+            Some(Slot::Stored(index)) => {
                 return compare(&self.transfers[index as usize].request, t);
             }
-            Some(&Slot::Failed(outcome)) => return outcome,
+            Some(Slot::Failed(index)) => return self.failed[index as usize].1,
             None => {}
         }
         // 3. Capacity: the id must fit in the index, as a success or as a remembered failure.
@@ -519,8 +581,8 @@ impl Ledger {
         // 4. References.
         let mut reference = None;
         let (debit_id, credit_id, ledger, code) = if post || void || reversal {
-            let found = match self.transfer_index.get(&t.pending_id) {
-                Some(&Slot::Stored(index)) => Some(index),
+            let found = match self.transfer_slot(t.pending_id) {
+                Some(Slot::Stored(index)) => Some(index),
                 _ => None,
             };
             let Some(r_index) = found else {
@@ -560,10 +622,10 @@ impl Ledger {
             (t.debit_account_id, t.credit_account_id, t.ledger, t.code)
         };
         // 5. Accounts.
-        let Some(&debit) = self.account_index.get(&debit_id) else {
+        let Some(debit) = self.account_position(debit_id) else {
             return Outcome::DebitAccountNotFound;
         };
-        let Some(&credit) = self.account_index.get(&credit_id) else {
+        let Some(credit) = self.account_position(credit_id) else {
             return Outcome::CreditAccountNotFound;
         };
         let dr = &self.accounts[debit as usize];
@@ -703,7 +765,8 @@ impl Ledger {
             expires_at_ns,
             reversed: 0,
         });
-        self.transfer_index.insert(t.id, Slot::Stored(index));
+        self.transfer_index
+            .insert(t.id, Slot::Stored(index).value());
         match previous {
             Previous::None => {}
             Previous::Pending { index: r, .. } => {
@@ -831,23 +894,43 @@ impl Ledger {
                 }
             }
             let t = self.transfers.pop().expect("undo log and store agree");
-            self.transfer_index.remove(&t.request.id);
+            let index = self.transfers.len() as u32;
+            self.transfer_index
+                .remove_latest(t.request.id, Slot::Stored(index).value());
         }
     }
 
     fn remember_failure(&mut self, id: u128, outcome: Outcome) {
-        if outcome.is_stored_failure() && !self.transfer_index.contains_key(&id) {
-            self.transfer_index.insert(id, Slot::Failed(outcome));
+        if outcome.is_stored_failure() && self.transfer_slot(id).is_none() {
+            let index = self.failed.len() as u32;
+            self.transfer_index.insert(id, Slot::Failed(index).value());
             self.failed.push((id, outcome));
         }
+    }
+
+    /// Position of account `id` in `accounts`.
+    #[inline]
+    fn account_position(&self, id: u128) -> Option<u32> {
+        self.account_index
+            .get(id, |i| self.accounts[i as usize].account.id)
+    }
+
+    /// What transfer id `id` stands for, if anything.
+    #[inline]
+    fn transfer_slot(&self, id: u128) -> Option<Slot> {
+        self.transfer_index
+            .get(id, |value| match Slot::from_value(value) {
+                Slot::Stored(i) => self.transfers[i as usize].request.id,
+                Slot::Failed(i) => self.failed[i as usize].0,
+            })
+            .map(Slot::from_value)
     }
 
     // ---------------------------------------------------------------- queries
 
     pub fn account(&self, id: u128) -> Option<&AccountState> {
-        self.account_index
-            .get(&id)
-            .map(|&i| &self.accounts[i as usize])
+        self.account_position(id)
+            .map(|i| &self.accounts[i as usize])
     }
 
     /// Accounts in creation order.
@@ -856,8 +939,8 @@ impl Ledger {
     }
 
     pub fn transfer(&self, id: u128) -> Option<&StoredTransfer> {
-        match self.transfer_index.get(&id) {
-            Some(&Slot::Stored(i)) => Some(&self.transfers[i as usize]),
+        match self.transfer_slot(id) {
+            Some(Slot::Stored(i)) => Some(&self.transfers[i as usize]),
             _ => None,
         }
     }
@@ -869,8 +952,8 @@ impl Ledger {
 
     /// The remembered answer of a failed transfer id.
     pub fn failure(&self, id: u128) -> Option<Outcome> {
-        match self.transfer_index.get(&id) {
-            Some(&Slot::Failed(o)) => Some(o),
+        match self.transfer_slot(id) {
+            Some(Slot::Failed(i)) => Some(self.failed[i as usize].1),
             _ => None,
         }
     }
@@ -978,9 +1061,8 @@ impl Ledger {
     /// Balance sheet under hierarchy node `id`: the node and its descendants depth-first,
     /// children in id order, each with its rolled-up balances.
     pub fn balance_sheet(&self, id: u128) -> Result<Vec<SheetRow>, QueryError> {
-        let &root = self
-            .account_index
-            .get(&id)
+        let root = self
+            .account_position(id)
             .ok_or(QueryError::AccountNotFound)?;
         let mut rows = Vec::new();
         let mut stack = vec![(root, 0u8)];
@@ -1064,6 +1146,23 @@ impl Ledger {
             h.update([*outcome as u8]);
         }
         h.finalize().into()
+    }
+}
+
+/// Smallest page size of the systems sequent runs on: a write every this many bytes touches
+/// every page (more often than needed where pages are larger).
+const PAGE_BYTES_MIN: usize = 4096;
+
+/// Writes `fill` into spare capacity of `store`, once per page (see `Ledger::prefault`). The
+/// length, and so the store's contents, do not change.
+fn prefault_spare<T: Copy>(store: &mut Vec<T>, fill: T) {
+    let step = (PAGE_BYTES_MIN / std::mem::size_of::<T>().max(1)).max(1);
+    let spare = store.spare_capacity_mut();
+    for slot in spare.iter_mut().step_by(step) {
+        slot.write(fill);
+    }
+    if let Some(last) = spare.last_mut() {
+        last.write(fill);
     }
 }
 

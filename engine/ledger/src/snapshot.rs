@@ -305,7 +305,7 @@ impl Ledger {
             let (parent_index, depth) = if parent == 0 {
                 (None, 1)
             } else {
-                let Some(&p) = ledger.account_index.get(&parent) else {
+                let Some(p) = ledger.account_position(parent) else {
                     return Err(invalid(
                         "account parent",
                         at + 32,
@@ -321,9 +321,10 @@ impl Ledger {
                 }
                 (Some(p), ps.depth + 1)
             };
-            if ledger.account_index.insert(id, index as u32).is_some() {
+            if ledger.account_position(id).is_some() {
                 return Err(invalid("account id", at, "duplicate"));
             }
+            ledger.account_index.insert(id, index as u32);
             ledger.accounts.push(AccountState {
                 account: Account {
                     id,
@@ -423,17 +424,16 @@ impl Ledger {
                     resolved_at + 16,
                 ),
             ] {
-                if !ledger.account_index.contains_key(&id) {
+                if ledger.account_position(id).is_none() {
                     return Err(invalid(field, offset, "names no account"));
                 }
             }
-            if ledger
-                .transfer_index
-                .insert(request.id, Slot::Stored(index as u32))
-                .is_some()
-            {
+            if ledger.transfer_slot(request.id).is_some() {
                 return Err(invalid("transfer id", at, "duplicate"));
             }
+            ledger
+                .transfer_index
+                .insert(request.id, Slot::Stored(index as u32).value());
             ledger.transfers.push(stored);
             if ledger.transfers.len() > config.transfers_max as usize {
                 return Err(SnapshotError::OverCapacity {
@@ -467,13 +467,13 @@ impl Ledger {
                     "not a remembered failure of a non-zero id",
                 ));
             }
-            if ledger
-                .transfer_index
-                .insert(id, Slot::Failed(outcome))
-                .is_some()
-            {
+            if ledger.transfer_slot(id).is_some() {
                 return Err(invalid("failed id", at, "duplicate"));
             }
+            let index = ledger.failed.len() as u32;
+            ledger
+                .transfer_index
+                .insert(id, Slot::Failed(index).value());
             ledger.failed.push((id, outcome));
         }
 
@@ -546,8 +546,12 @@ fn check_balances(ledger: &Ledger) -> Result<(), SnapshotError> {
         } else {
             false
         };
-        let d = ledger.account_index[&t.debit_account_id] as usize;
-        let c = ledger.account_index[&t.credit_account_id] as usize;
+        let d = ledger
+            .account_position(t.debit_account_id)
+            .expect("checked on reading") as usize;
+        let c = ledger
+            .account_position(t.credit_account_id)
+            .expect("checked on reading") as usize;
         let b = &mut own[d];
         let slot = if pending {
             &mut b.debits_pending

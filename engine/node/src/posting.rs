@@ -158,7 +158,9 @@ pub fn decode_trade(payload: &[u8]) -> Option<(u64, Trade)> {
 }
 
 /// Counters and the ledger, shared by the posting thread (the only writer) and the metrics
-/// endpoint (which locks the ledger to read balances).
+/// endpoint (which locks the ledger to read balances). The counters are Relaxed on both sides:
+/// each is written by the posting thread alone and read for display; nothing is ordered by them
+/// (the ledger itself is behind the mutex).
 #[derive(Debug)]
 pub struct Shared {
     /// The ledger. Locked by the posting thread once per batch and by the admin endpoint per
@@ -516,7 +518,10 @@ impl Gate {
                 while !watch.wait_durable(sequence, Duration::from_millis(100)) {}
             }
             Self::Appended(metrics) => {
-                while metrics.journal_written.load(Ordering::Acquire) < sequence {
+                // Relaxed: the journal stage stores it after its append returned, so a value that
+                // has reached `sequence` says the record is in the kernel's hands; no memory
+                // written by the journal thread is read here.
+                while metrics.journal_written.load(Ordering::Relaxed) < sequence {
                     std::thread::sleep(Duration::from_micros(50));
                 }
             }
@@ -526,7 +531,7 @@ impl Gate {
     fn passed(&self) -> u64 {
         match self {
             Self::Durable(watch) => watch.durable_sequence(),
-            Self::Appended(metrics) => metrics.journal_written.load(Ordering::Acquire),
+            Self::Appended(metrics) => metrics.journal_written.load(Ordering::Relaxed),
         }
     }
 }

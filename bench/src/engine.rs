@@ -427,10 +427,12 @@ fn run_once(
                 gateway: Some(gateway),
                 journal: Some(journal),
                 core: Some(core),
+                posting: None,
             };
             engine_config.wait = WaitSection {
                 journal: WaitName::Spin,
                 core: WaitName::Spin,
+                posting: WaitName::Blocking,
             };
         }
         engine_config.feed = Some(FeedSection {

@@ -483,6 +483,7 @@ pub fn write_event(
             maker,
             price,
             qty,
+            ..
         } => writeln!(
             out,
             "{{\"ev\":\"trade\",\"symbol\":{},\"taker\":{taker},\"maker\":{maker},\"price\":{price},\"qty\":{qty}}}",

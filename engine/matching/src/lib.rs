@@ -25,7 +25,10 @@
 //! });
 //! venue.apply(1, &order(1, Side::Sell, 10_050, 100), &mut out);
 //! venue.apply(2, &order(2, Side::Buy, 10_060, 40), &mut out);
-//! assert_eq!(out[2], Event::Trade { symbol: 0, taker: 2, maker: 1, price: 10_050, qty: 40 });
+//! assert_eq!(out[2], Event::Trade {
+//!     symbol: 0, taker: 2, maker: 1, taker_account: 2, maker_account: 1, taker_side: Side::Buy,
+//!     price: 10_050, qty: 40,
+//! });
 //! assert_eq!(venue.resting(0, Side::Sell).next().unwrap().qty, 60);
 //! ```
 

@@ -223,6 +223,12 @@ pub enum Event {
         taker: OrderId,
         /// The resting order.
         maker: OrderId,
+        /// The incoming order's account.
+        taker_account: AccountId,
+        /// The resting order's account.
+        maker_account: AccountId,
+        /// The incoming order's side (the resting order's is the other): who bought.
+        taker_side: Side,
         /// Price in ticks.
         price: i64,
         /// Quantity.

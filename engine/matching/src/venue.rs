@@ -635,6 +635,9 @@ impl Venue {
                     symbol: taker.symbol,
                     taker: taker.id,
                     maker: maker.id,
+                    taker_account: taker.account,
+                    maker_account: maker.account,
+                    taker_side: taker.side,
                     price,
                     qty,
                 });

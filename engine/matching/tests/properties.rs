@@ -239,6 +239,9 @@ impl Reference {
                 symbol: o.symbol,
                 taker: o.id,
                 maker: m.id,
+                taker_account: o.account,
+                maker_account: m.account,
+                taker_side: o.side,
                 price: m.price,
                 qty,
             });

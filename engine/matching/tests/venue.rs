@@ -34,6 +34,8 @@ fn market(id: u64, account: u32, side: Side, qty: u64) -> NewOrder {
 struct T {
     venue: Venue,
     now: u64,
+    /// Every order sent, by id: (account, side), to check what trades name.
+    orders: std::collections::HashMap<u64, (u32, Side)>,
 }
 
 impl T {
@@ -41,6 +43,7 @@ impl T {
         Self {
             venue: Venue::new(VenueConfig::SMALL),
             now: 0,
+            orders: std::collections::HashMap::new(),
         }
     }
 
@@ -48,12 +51,40 @@ impl T {
         Self {
             venue: Venue::new(config),
             now: 0,
+            orders: std::collections::HashMap::new(),
         }
     }
 
+    /// Applies `command`; every trade must name both orders' accounts and the taker's side
+    /// (checked here), which are then cleared so that the expected lists stay short.
     fn run(&mut self, command: Command) -> Vec<Event> {
+        if let Command::New(order) = command {
+            self.orders.insert(order.id, (order.account, order.side));
+        }
         let mut out = Vec::new();
         self.venue.apply(self.now, &command, &mut out);
+        for event in &mut out {
+            if let Event::Trade {
+                taker,
+                maker,
+                taker_account,
+                maker_account,
+                taker_side,
+                ..
+            } = event
+            {
+                let (account, side) = self.orders[taker];
+                assert_eq!(
+                    (*taker_account, *taker_side),
+                    (account, side),
+                    "taker {taker}"
+                );
+                let (account, maker_side) = self.orders[maker];
+                assert_eq!(*maker_account, account, "maker {maker}");
+                assert_ne!(maker_side, side, "a trade is between opposite sides");
+                (*taker_account, *maker_account, *taker_side) = (0, 0, Side::Buy);
+            }
+        }
         out
     }
 
@@ -77,6 +108,9 @@ fn trade(taker: u64, maker: u64, price: i64, qty: u64) -> Event {
         symbol: 0,
         taker,
         maker,
+        taker_account: 0,
+        maker_account: 0,
+        taker_side: Side::Buy,
         price,
         qty,
     }

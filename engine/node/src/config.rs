@@ -45,6 +45,32 @@ pub struct EngineConfig {
     /// State snapshots: recovery loads the newest and replays only the journal after it.
     #[serde(default)]
     pub snapshots: SnapshotsSection,
+    /// The ledger posting hook (absent: off). docs/engine-ledger-posting.md.
+    #[serde(default)]
+    pub ledger: Option<LedgerSection>,
+}
+
+/// `[ledger]`: every trade posted into a double-entry ledger (docs/engine-ledger-posting.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// The posting ledger's journal (default: `ledger` inside the journal directory).
+    pub dir: Option<PathBuf>,
+    /// Transfer ids the ledger holds (two per trade); allocated at start. A full ledger refuses
+    /// further trades (`ledger_full` in the failure metric) and the engine goes on trading.
+    pub transfers_max: u32,
+    /// Segment size of the ledger journal, MiB.
+    pub segment_mib: u64,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            transfers_max: 1 << 20,
+            segment_mib: 16,
+        }
+    }
 }
 
 /// `[snapshots]`: when the engine writes its state (docs/engine-snapshot.md).
@@ -223,6 +249,8 @@ pub struct CoresSection {
     pub journal: Option<usize>,
     /// The core (sessions, throttle, matching) stage.
     pub core: Option<usize>,
+    /// The ledger posting stage (with `[ledger]`).
+    pub posting: Option<usize>,
 }
 
 /// A wait strategy by name.
@@ -261,6 +289,8 @@ pub struct WaitSection {
     pub journal: WaitName,
     /// The core stage.
     pub core: WaitName,
+    /// The ledger posting stage.
+    pub posting: WaitName,
 }
 
 impl Default for WaitSection {
@@ -268,6 +298,7 @@ impl Default for WaitSection {
         Self {
             journal: WaitName::Blocking,
             core: WaitName::Blocking,
+            posting: WaitName::Blocking,
         }
     }
 }
@@ -439,6 +470,7 @@ impl EngineConfig {
             feed: None,
             replication: ReplicationSection::default(),
             snapshots: SnapshotsSection::default(),
+            ledger: None,
         }
     }
 
@@ -514,6 +546,19 @@ impl EngineConfig {
                 "orders_max, ids_max and accounts_max must be positive",
             );
         }
+        if let Some(ledger) = &self.ledger {
+            if ledger.transfers_max == 0 {
+                return invalid("ledger.transfers_max", "at least 1");
+            }
+            // One cash account and one position account per symbol for every venue account.
+            let accounts = u64::from(self.venue.accounts_max) * (1 + self.symbols.len() as u64);
+            if accounts > u64::from(u32::MAX) {
+                return invalid(
+                    "ledger",
+                    "venue.accounts_max × (1 + symbols) ledger accounts exceed 2^32",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -562,5 +607,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("durability"), "{error}");
+    }
+
+    #[test]
+    fn the_ledger_section_is_optional_and_refuses_unknown_keys() {
+        let base = "symbols = [\"ABC\"]\n[journal]\ndir = \"j\"\n";
+        assert!(EngineConfig::parse(base).unwrap().ledger.is_none());
+        let config = EngineConfig::parse(&format!("{base}[ledger]\n")).unwrap();
+        let ledger = config.ledger.unwrap();
+        assert_eq!(ledger.transfers_max, 1 << 20);
+        assert_eq!(ledger.dir, None);
+        let error = EngineConfig::parse(&format!("{base}[ledger]\ntransfer_max = 8\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("transfer_max"), "{error}");
+        let error = EngineConfig::parse(&format!("{base}[ledger]\ntransfers_max = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("ledger.transfers_max"), "{error}");
     }
 }

@@ -84,6 +84,28 @@ pub enum Output {
     /// executions and cancels reduce it, a replace that keeps priority is a partial cancel and one
     /// that loses it is a delete then an add.
     Market(sequent_feed::proto::Message),
+    /// One execution, for the settlement ledger (the posting hook, `docs/engine-ledger-posting.md`);
+    /// the gateway and the feed ignore it. Emitted once per execution, right after the feed's
+    /// `OrderExecuted` of the same execution.
+    Trade(Trade),
+}
+
+/// One execution as the settlement ledger needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trade {
+    /// The execution's number: the feed's `match_no`, 1 for the venue's first execution, one more
+    /// per execution, never reused (it is in the core's snapshot). The ledger's idempotency key.
+    pub match_number: u64,
+    /// The book (index into the configured symbols).
+    pub symbol: SymbolId,
+    /// The buying order's venue account.
+    pub buyer_account: u32,
+    /// The selling order's venue account.
+    pub seller_account: u32,
+    /// Price in ticks.
+    pub price: i64,
+    /// Quantity.
+    pub qty: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -203,6 +225,12 @@ impl Core {
     #[must_use]
     pub fn counters(&self) -> CoreCounters {
         self.counters
+    }
+
+    /// Executions so far: the number of the last one (0 before the first).
+    #[must_use]
+    pub fn match_number(&self) -> u64 {
+        self.match_number
     }
 
     /// The venue (for dumps and digests).
@@ -632,6 +660,9 @@ impl Core {
                 Event::Trade {
                     symbol,
                     maker,
+                    taker_account,
+                    maker_account,
+                    taker_side,
                     price,
                     qty,
                     ..
@@ -647,6 +678,18 @@ impl Core {
                             price: price.into(),
                         },
                     )));
+                    let (buyer_account, seller_account) = match taker_side {
+                        Side::Buy => (taker_account, maker_account),
+                        Side::Sell => (maker_account, taker_account),
+                    };
+                    out.push(Output::Trade(Trade {
+                        match_number: self.match_number,
+                        symbol,
+                        buyer_account,
+                        seller_account,
+                        price,
+                        qty,
+                    }));
                 }
                 // Only orders that were on the feed's book: not the incoming one's remainder.
                 Event::Cancelled { id, qty, .. } if Some(id) != incoming => {

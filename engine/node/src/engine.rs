@@ -114,6 +114,10 @@ pub struct Metrics {
     pub snapshot_pause_ns_max: AtomicU64,
     /// Asks the gateway for a snapshot at the next turn of its loop (the admin command).
     pub snapshot_requested: AtomicBool,
+    /// Output-ring slots the core has published (the posting stage's lag is measured from it).
+    pub output_published: AtomicU64,
+    /// The ledger posting hook's counters and ledger, when `[ledger]` is configured.
+    pub posting: std::sync::OnceLock<Arc<crate::posting::Shared>>,
 }
 
 /// A slot of the input ring.
@@ -143,12 +147,12 @@ impl Default for InputSlot {
 
 /// A slot of the output ring.
 #[derive(Debug, Clone, Copy)]
-struct OutputSlot {
-    input_sequence: u64,
+pub(crate) struct OutputSlot {
+    pub(crate) input_sequence: u64,
     /// The sequencer's timestamp of the input that caused it.
-    input_ts: u64,
-    output: Output,
-    last: bool,
+    pub(crate) input_ts: u64,
+    pub(crate) output: Output,
+    pub(crate) last: bool,
 }
 
 impl Default for OutputSlot {
@@ -240,6 +244,7 @@ impl Engine {
             feed: feed_state,
             recovered,
             position: _,
+            posting,
         } = node;
         // The restart marker: sessions logged in before are logged out, now and in every replay.
         let mut scratch = Vec::new();
@@ -327,12 +332,32 @@ impl Engine {
             .transpose()?;
 
         let durable = writer.durable_watch();
-        let (output_builder, output_poller) = build_single_producer(
+        let (mut output_builder, output_poller) = build_single_producer(
             config.rings.output_slots,
             OutputSlot::default,
             config.wait.core.strategy(),
         )
         .event_poller();
+        if let Some(mut posting) = posting {
+            // Beside the gateway's poller, in the same stage: fan-out, neither waits for the other.
+            posting.flush();
+            let _ = metrics.posting.set(Arc::clone(posting.shared()));
+            if let Some(cpu) = config.cores.posting {
+                output_builder = output_builder.pin_at_core(cpu);
+            }
+            output_builder = output_builder
+                .wait_strategy(config.wait.posting.strategy())
+                .thread_name("posting")
+                .handle_events_with(crate::posting::PostingStage {
+                    posting: Some(posting),
+                    gate: if config.journal.durability == crate::config::DurabilityName::None {
+                        crate::posting::Gate::Appended(Arc::clone(&metrics))
+                    } else {
+                        crate::posting::Gate::Durable(durable.clone())
+                    },
+                    passed: 0,
+                });
+        }
         let output_producer = output_builder.build()?;
         let mut input_builder = build_single_producer(
             config.rings.input_slots,
@@ -619,6 +644,8 @@ pub(crate) struct NodeState {
     pub(crate) feed: FeedState,
     pub(crate) recovered: Recovered,
     pub(crate) position: crate::replication::Position,
+    /// The ledger posting hook, rebuilt from its journal and fed the replayed trades after it.
+    pub(crate) posting: Option<crate::posting::Posting>,
 }
 
 impl NodeState {
@@ -643,13 +670,39 @@ impl NodeState {
             next_sequence: writer.next_sequence(),
             ..crate::replication::Position::default()
         };
+        let mut posting = crate::posting::Posting::open(config)?;
+        if let Some(posting) = &posting
+            && posting.last_input_sequence() >= writer.next_sequence()
+        {
+            bail!(
+                "the ledger journal has trades of input {} but the engine journal ends before \
+                 {}: it belongs to another engine journal",
+                posting.last_input_sequence(),
+                writer.next_sequence()
+            );
+        }
         let mut from = 1;
         if writer.next_sequence() > 1 {
             if let Some(restored) = restore_snapshot(config)? {
-                from = restored.sequence + 1;
-                core = restored.core;
-                feed = restored.feed;
-                position = restored.position;
+                // The snapshot's trades must all be in the ledger: the replay after it re-derives
+                // only later ones.
+                let ledger_behind = posting
+                    .as_ref()
+                    .filter(|p| restored.core.match_number() > p.last_match());
+                if let Some(p) = ledger_behind {
+                    tracing::warn!(
+                        "snapshot at sequence {} has trades up to {}, the ledger only to {}: \
+                         replaying the whole journal",
+                        restored.sequence,
+                        restored.core.match_number(),
+                        p.last_match()
+                    );
+                } else {
+                    from = restored.sequence + 1;
+                    core = restored.core;
+                    feed = restored.feed;
+                    position = restored.position;
+                }
             }
         }
         let recovered = replay(
@@ -659,13 +712,18 @@ impl NodeState {
             &mut core,
             &mut feed,
             &mut position,
+            posting.as_mut(),
         )?;
+        if let Some(posting) = posting.as_mut() {
+            posting.sync()?;
+        }
         Ok(Self {
             core,
             writer,
             feed,
             recovered,
             position,
+            posting,
         })
     }
 
@@ -688,6 +746,11 @@ impl NodeState {
         scratch.clear();
         self.core.apply(timestamp_ns, &input, scratch);
         self.feed.take(scratch);
+        if let Some(posting) = self.posting.as_mut() {
+            // The standby's ledger follows its journal, so that a promotion starts current.
+            posting.take(timestamp_ns, sequence, scratch)?;
+            posting.flush();
+        }
         self.recovered.replayed += 1;
         self.recovered.sequence = sequence;
         self.position.track(sequence, timestamp_ns, kind, payload);
@@ -714,6 +777,7 @@ fn replay(
     core: &mut Core,
     feed: &mut FeedState,
     position: &mut crate::replication::Position,
+    posting: Option<&mut crate::posting::Posting>,
 ) -> anyhow::Result<Recovered> {
     let mut recovered = Recovered {
         replayed: 0,
@@ -727,7 +791,7 @@ fn replay(
         recovered.books_digest = feed.books.digest();
         return Ok(recovered);
     }
-    recovered.replayed = apply_journal(dir, from, None, core, feed, position)?;
+    recovered.replayed = apply_journal(dir, from, None, core, feed, position, posting)?;
     recovered.sequence = position.next_sequence - 1;
     if recovered.sequence + 1 != next_sequence {
         bail!(
@@ -742,7 +806,8 @@ fn replay(
 }
 
 /// Applies the journal's records from `from` (to `until`, inclusive, or the end) to `core`,
-/// counting the feed's messages and moving `position`; returns how many it applied.
+/// counting the feed's messages, handing the trades to `posting` and moving `position`; returns
+/// how many it applied.
 fn apply_journal(
     dir: &Path,
     from: u64,
@@ -750,6 +815,7 @@ fn apply_journal(
     core: &mut Core,
     feed: &mut FeedState,
     position: &mut crate::replication::Position,
+    mut posting: Option<&mut crate::posting::Posting>,
 ) -> anyhow::Result<u64> {
     let mut reader = Reader::from_sequence(dir, from)?;
     let mut scratch = Vec::with_capacity(4096);
@@ -767,6 +833,9 @@ fn apply_journal(
         scratch.clear();
         core.apply(entry.timestamp_ns, &input, &mut scratch);
         feed.take(&scratch);
+        if let Some(posting) = posting.as_deref_mut() {
+            posting.take(entry.timestamp_ns, entry.sequence, &scratch)?;
+        }
         position.track(
             entry.sequence,
             entry.timestamp_ns,
@@ -809,7 +878,7 @@ pub fn replay_journal(
         books: sequent_feed::book::Books::new(),
     };
     let mut position = crate::replication::Position::default();
-    let records = apply_journal(dir, 1, until, &mut core, &mut feed, &mut position)?;
+    let records = apply_journal(dir, 1, until, &mut core, &mut feed, &mut position, None)?;
     Ok(Replayed {
         records,
         sequence: position.next_sequence.saturating_sub(1),
@@ -1194,7 +1263,7 @@ impl EventHandler<InputSlot> for CoreStage {
             if let Output::Market(_) = output {
                 self.snapshots.feed_messages += 1;
             }
-            // Blocks while the gateway is behind: backpressure, never loss.
+            // Blocks while the gateway (or the posting stage) is behind: backpressure, never loss.
             let _ = out.publish(|o| {
                 o.input_sequence = slot.journal_sequence;
                 o.input_ts = slot.ts;
@@ -1202,6 +1271,9 @@ impl EventHandler<InputSlot> for CoreStage {
                 o.last = false;
             });
         }
+        self.metrics
+            .output_published
+            .fetch_add(self.scratch.len() as u64, Ordering::Relaxed);
         let counters = self.core.counters();
         self.metrics
             .applied
@@ -1830,6 +1902,8 @@ impl Gateway {
                         feed.core.handle_message(&message);
                     }
                 }
+                // For the ledger posting stage.
+                Output::Trade(_) => {}
             }
         }
         self.metrics

@@ -9,6 +9,8 @@
 //! - [`engine`]: the running engine: recovery by replay, the input ring (journal ∥ core), the
 //!   output ring, the gateway thread (mio) that sequences inputs and writes replies, held until
 //!   durable when configured.
+//! - [`posting`]: the ledger posting hook: a second consumer of the output ring that posts every
+//!   trade into a double-entry ledger with its own journal (`docs/engine-ledger-posting.md`).
 //! - [`config`]: `engine.toml`. [`metrics`]: the Prometheus endpoint. [`client`]: a blocking
 //!   client for tests. [`load`]: the open-loop load of `sequent demo` and `sequent-bench engine`.
 
@@ -20,6 +22,7 @@ pub mod core;
 pub mod engine;
 pub mod load;
 pub mod metrics;
+pub mod posting;
 pub mod protocol;
 pub mod record;
 pub mod replication;

@@ -3,7 +3,8 @@
 //!
 //! The same endpoint takes the admin commands of docs/replication.md: `POST /admin/handover` on a
 //! primary (a planned hand-over to its standby, then stop), `POST /admin/promote` on a standby
-//! (take over now), `GET /admin/status` on either (role, term, sequences).
+//! (take over now), `GET /admin/status` on either (role, term, sequences). `GET /admin/ledger`
+//! answers the posting ledger's digest, totals and moved balances as JSON (with `[ledger]`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -143,6 +144,13 @@ fn answer(line: &str, metrics: &Metrics, admin: Option<&Admin>) -> (&'static str
             "409 Conflict",
             format!("{path} does not apply to this engine's role\n"),
         ),
+        ("GET", "/admin/ledger", _) => match metrics.posting.get() {
+            Some(shared) => ("200 OK", crate::posting::admin_json(shared)),
+            None => (
+                "404 Not Found",
+                "no [ledger] section: posting is off\n".into(),
+            ),
+        },
         ("GET", "/admin/status", _) => {
             let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             let role = match load(&metrics.role) {
@@ -451,6 +459,9 @@ pub fn render(metrics: &Metrics) -> String {
             "sequent_order_rejects_total{{reason=\"{reason}\"}} {}\n",
             load(count)
         ));
+    }
+    if let Some(posting) = metrics.posting.get() {
+        crate::posting::render(posting, load(&metrics.output_published), &mut out);
     }
     out
 }

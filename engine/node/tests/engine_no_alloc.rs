@@ -1,5 +1,6 @@
 //! The running engine allocates nothing in the steady state: every thread of the engine (the
-//! gateway, the journal and core stages, the journal's housekeeper) is counted by a counting
+//! gateway, the journal and core stages, the journal's housekeeper, the ledger posting stage and
+//! its journal's housekeeper) is counted by a counting
 //! global allocator while a client sends 20,000 orders, cancels and replaces over loopback TCP
 //! after a warm-up of the same mix. Only this binary's main thread, the client, is not counted
 //! (the test runs without libtest's harness, so no other thread exists).
@@ -90,7 +91,14 @@ fn main() {
     CLIENT.with(|c| c.set(true));
     let dir = std::env::temp_dir().join(format!("sequent-engine-no-alloc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let engine = Engine::start(&EngineConfig::loopback(&dir, true)).unwrap();
+    let mut config = EngineConfig::loopback(&dir, true);
+    // The posting hook on: the mix trades, so the ledger stage posts throughout.
+    config.ledger = Some(sequent_node::config::LedgerSection {
+        transfers_max: 1 << 18,
+        segment_mib: 4,
+        ..sequent_node::config::LedgerSection::default()
+    });
+    let engine = Engine::start(&config).unwrap();
     let mut client = Client::connect(engine.address(), Duration::from_secs(20)).unwrap();
     client.login(1, false).unwrap();
     for first in (1..10_000).step_by(500) {
@@ -105,12 +113,15 @@ fn main() {
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     drop(client);
     let applied = engine.metrics().applied.load(Ordering::Relaxed);
+    let posting = engine.metrics().posting.get().expect("the hook is on");
+    let posted = posting.posted.load(Ordering::Relaxed);
     engine.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "engine_no_alloc: {applied} messages applied, {allocations} allocations by engine threads in the steady state"
+        "engine_no_alloc: {applied} messages applied, {posted} trades posted, {allocations} allocations by engine threads in the steady state"
     );
     assert!(applied > 35_000, "the load did not run: {applied} applied");
+    assert!(posted > 1_000, "the ledger posted too little: {posted}");
     assert_eq!(
         allocations, 0,
         "the engine's threads allocated in the steady state"

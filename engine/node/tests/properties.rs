@@ -157,3 +157,103 @@ fn the_market_data_rebuilds_the_venue_book() {
         busiest.get()
     );
 }
+
+/// Every execution is reported once to the ledger hook (`Output::Trade`), right after the feed's
+/// `OrderExecuted` of the same execution, numbered 1, 2, 3… like the feed's match numbers, with
+/// the feed's book, price and quantity, and with the buyer and seller accounts of the orders (the
+/// maker's as it rested before the input, the taker's from the input that traded).
+#[test]
+fn every_execution_is_one_trade_naming_buyer_and_seller() {
+    use sequent_feed::proto::Message;
+    use sequent_node::core::Input;
+    use sequent_node::protocol::ClientMessage;
+    let most = std::cell::Cell::new(0u64);
+    runner(256)
+        .run(&trading(), |inputs| {
+            let mut core = new_core();
+            let mut out = Vec::new();
+            let mut sessions = std::collections::HashMap::new();
+            // Resting order id → (account, buy), before each input.
+            let mut orders = std::collections::HashMap::new();
+            let mut trades = 0u64;
+            for (t, input) in inputs.iter().enumerate() {
+                orders.clear();
+                for symbol in 0..2u16 {
+                    for side in [sequent_matching::Side::Buy, sequent_matching::Side::Sell] {
+                        for r in core.venue().resting(symbol, side) {
+                            orders.insert(r.id, (r.account, side == sequent_matching::Side::Buy));
+                        }
+                    }
+                }
+                let mut taker = None;
+                if let Input::Frame {
+                    connection,
+                    message,
+                    ..
+                } = input
+                {
+                    match message {
+                        ClientMessage::Login(login) => {
+                            sessions.insert(*connection, login.session.get());
+                        }
+                        ClientMessage::NewOrder(order) => {
+                            taker = Some((order.account.get(), order.side == b'B'));
+                        }
+                        ClientMessage::Replace(replace) => {
+                            let id = (u64::from(sessions[connection]) << 32)
+                                | u64::from(replace.client_order_id.get());
+                            taker = orders.get(&id).copied();
+                        }
+                        _ => {}
+                    }
+                }
+                out.clear();
+                core.apply(t as u64, input, &mut out);
+                let mut executed = None;
+                for output in &out {
+                    match output {
+                        Output::Market(Message::OrderExecuted(e)) => {
+                            prop_assert!(executed.is_none(), "two executions, one trade");
+                            executed = Some(*e);
+                        }
+                        Output::Trade(trade) => {
+                            let e = executed.take();
+                            prop_assert!(e.is_some(), "a trade without its execution");
+                            let e = e.unwrap();
+                            trades += 1;
+                            prop_assert_eq!(trade.match_number, trades);
+                            prop_assert_eq!(e.match_no.get(), trades);
+                            prop_assert_eq!(trade.symbol + 1, e.locate.get());
+                            prop_assert_eq!(trade.price, e.price.get());
+                            prop_assert_eq!(trade.qty, u64::from(e.shares.get()));
+                            let (maker_account, maker_buys) = orders[&e.order_ref.get()];
+                            let taker = taker.expect("only orders and replaces trade");
+                            prop_assert_ne!(maker_buys, taker.1, "a trade is buy against sell");
+                            let (buyer, seller) = if maker_buys {
+                                (maker_account, taker.0)
+                            } else {
+                                (taker.0, maker_account)
+                            };
+                            prop_assert_eq!(
+                                (trade.buyer_account, trade.seller_account),
+                                (buyer, seller),
+                                "input {} ({:?})",
+                                t,
+                                input
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                prop_assert!(executed.is_none(), "an execution without its trade");
+            }
+            most.set(most.get().max(trades));
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        most.get() >= 5,
+        "the streams traded too little: at most {} trades",
+        most.get()
+    );
+}

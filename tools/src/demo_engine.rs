@@ -89,6 +89,8 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
     let mut config = EngineConfig::loopback(dir, true);
     let (feed, feed_how) = feed_section()?;
     config.feed = Some(feed);
+    // The ledger posting hook: every trade becomes a linked pair of transfers (cash, position).
+    config.ledger = Some(sequent_node::config::LedgerSection::default());
     // The subscriber joins before the engine starts: it sees the whole session.
     let mut subscriber = sequent_feed::net::NetSubscriber::open(
         sequent_feed::subscriber::Subscriber::new(
@@ -131,7 +133,7 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
             subscriber
         })?;
     let engine = Engine::start(&config).context("starting the engine")?;
-    let threads = 5 + 2 * args.clients as usize;
+    let threads = 6 + 2 * args.clients as usize;
     // The online cores, not this thread's affinity (the ring part pinned this thread to one).
     let cores = sequent_ring::online_cores().len().max(1);
     println!();
@@ -144,7 +146,7 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
     );
     if threads > cores {
         println!(
-            "warning: {threads} threads (gateway, journal, core, housekeeper, feed subscriber, 2 per client) on {cores} cores: oversubscribed; latency includes scheduler delays"
+            "warning: {threads} threads (gateway, journal, core, housekeeper, ledger posting, feed subscriber, 2 per client) on {cores} cores: oversubscribed; latency includes scheduler delays"
         );
     }
     let total = sequent_node::load::run(
@@ -217,6 +219,25 @@ fn run_in(args: &EngineArgs, dir: &std::path::Path) -> Result<()> {
         stats.gaps_seen,
         subscriber.core.books().orders_len(),
         &sequent_feed::book::hex(&books)[..16]
+    );
+    let (ledger, trades) = sequent_node::posting::replay_ledger(&config)?;
+    let ledgers = 1 + config.symbols.len() as u32;
+    let balanced = (1..=ledgers).all(|l| {
+        let (debits, credits) = sequent_node::posting::Shared::totals(&ledger, l);
+        debits == credits
+    });
+    ensure!(balanced, "the posting ledger's trial balance does not hold");
+    ensure!(
+        trades.len() as u64 == total.fills / 2,
+        "the posting ledger holds {} trades, the clients saw {}",
+        trades.len(),
+        total.fills / 2
+    );
+    println!(
+        "ledger posting hook: {} trades posted as {} transfers (cash and position, linked) into {} ledgers; trial balance holds (debits = credits in each)",
+        trades.len(),
+        2 * trades.len(),
+        ledgers
     );
     let restarted = Engine::start(&config)?;
     let recovered = restarted.recovered();

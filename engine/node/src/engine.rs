@@ -385,7 +385,9 @@ impl Engine {
             .handle_events_with(CoreStage {
                 core,
                 out: Some(output_producer),
-                scratch: Vec::with_capacity(4096),
+                // Room for the largest resend burst on top of a busy input's outputs: the
+                // steady state never grows it.
+                scratch: Vec::with_capacity(4096 + config.sessions.resend_history as usize),
                 metrics: Arc::clone(&metrics),
                 replication: Arc::clone(&replication),
                 digest_every: config.replication.digest_every,
@@ -601,6 +603,7 @@ fn core_config(config: &EngineConfig) -> CoreConfig {
             accounts_max: config.venue.accounts_max,
             ids_max: config.venue.ids_max,
         },
+        resend_history: config.sessions.resend_history,
     }
 }
 
@@ -1245,6 +1248,11 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const READ_BUFFER: usize = 16 * 1024;
 const WRITE_BUFFER: usize = 256 * 1024;
+// A login's whole resend burst is written before the connection is flushed: it must leave room.
+const _: () = assert!(
+    crate::core::RESEND_HISTORY_MAX as usize * crate::protocol::REPLY_FRAME_LEN_MAX
+        <= WRITE_BUFFER / 2
+);
 
 /// One client connection's slot; every buffer is allocated at start.
 struct Connection {

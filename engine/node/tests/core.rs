@@ -13,6 +13,7 @@ fn core() -> Core {
         sessions_max: 8,
         symbols: vec!["ABC".into(), "XYZ".into()],
         venue: VenueConfig::SMALL,
+        resend_history: 64,
     })
 }
 

@@ -20,6 +20,8 @@ fn config() -> CoreConfig {
         sessions_max: 8,
         symbols: vec!["ABC".into(), "XYZ".into()],
         venue: VenueConfig::SMALL,
+        // Small, so that the random streams wrap it and snapshots hold partial histories.
+        resend_history: 8,
     }
 }
 

@@ -6,6 +6,14 @@
 //!
 //! Order ids: the venue sees `session << 32 | client_order_id`, so ids are unique across
 //! sessions and the owner of every fill is known from the id alone.
+//!
+//! Resends (docs/order-entry.md, "Resending replies"): every order reply is also written to its
+//! session's bounded history, connected or not, so the history is a function of the inputs like
+//! everything else here. A login whose `next_expected` is below the session's next outbound
+//! sequence is answered with the held replies from there (after a `ResendGap` for those no longer
+//! held), as outputs of the login itself: the gateway releases them once the login is durable,
+//! after the inputs that first produced them. Replay and snapshots rebuild the history, so
+//! resends work across restarts; the gateway needs no state of its own for them.
 
 use sequent_matching::{
     CancelReason, Command, Event, NewOrder, Reject, Side, Stp, SymbolId, Tif, Venue, VenueConfig,

@@ -823,11 +823,14 @@ pub fn replay_journal(
     })
 }
 
-/// Snapshot files of this engine (`sequent_journal::snapshot`): the tag "SENG", state version 1.
+/// Snapshot files of this engine (`sequent_journal::snapshot`): the tag "SENG", state version 2.
+/// Version 2 files hold a core snapshot of format 2 (with the resend history), so that a build
+/// that reads only version 1 passes them over and replays its journal instead of refusing to
+/// start; this build reads both (the core snapshot says its own format).
 pub const SNAPSHOT_ENGINE: sequent_journal::snapshot::EngineId =
     sequent_journal::snapshot::EngineId {
         tag: u32::from_le_bytes(*b"SENG"),
-        version_max: 1,
+        version_max: 2,
     };
 
 /// The head of the engine's snapshot state (docs/engine-snapshot.md): magic, version, then the

@@ -140,6 +140,10 @@ pub struct CoreCounters {
     pub duplicates: u64,
     /// Session rejects sent.
     pub session_rejects: u64,
+    /// Order replies resent on login.
+    pub resent: u64,
+    /// Resend requests that reached back past the history (each answered with a `ResendGap`).
+    pub resend_gaps: u64,
     /// Order rejects, by reason: index `i` counts [`REJECT_REASONS`]`[i]`.
     pub rejects: [u64; REJECT_REASONS.len()],
 }
@@ -553,6 +557,7 @@ impl Core {
     fn resend(&mut self, connection: ConnectionId, session: u32, from: u32, out: &mut Vec<Output>) {
         let held_from = self.sessions[session as usize].resend_from;
         if from < held_from {
+            self.counters.resend_gaps += 1;
             out.push(Output::Send {
                 connection,
                 sequence: 0,
@@ -562,6 +567,7 @@ impl Core {
                 }),
             });
         }
+        let before = out.len();
         for (sequence, message) in self.resendable(session, from) {
             out.push(Output::Send {
                 connection,
@@ -569,6 +575,7 @@ impl Core {
                 message,
             });
         }
+        self.counters.resent += (out.len() - before) as u64;
     }
 
     fn handle_disconnect(&mut self, now: u64, connection: ConnectionId, out: &mut Vec<Output>) {
@@ -902,7 +909,13 @@ impl Core {
         self.venue.write_snapshot(out);
         out.extend_from_slice(&self.match_number.to_le_bytes());
         let c = &self.counters;
-        for value in [c.applied, c.duplicates, c.session_rejects] {
+        for value in [
+            c.applied,
+            c.duplicates,
+            c.session_rejects,
+            c.resent,
+            c.resend_gaps,
+        ] {
             out.extend_from_slice(&value.to_le_bytes());
         }
         out.extend_from_slice(&(c.rejects.len() as u32).to_le_bytes());
@@ -998,6 +1011,10 @@ impl Core {
         core.counters.applied = r.u64("core.counters.applied", None)?;
         core.counters.duplicates = r.u64("core.counters.duplicates", None)?;
         core.counters.session_rejects = r.u64("core.counters.session_rejects", None)?;
+        if version >= 2 {
+            core.counters.resent = r.u64("core.counters.resent", None)?;
+            core.counters.resend_gaps = r.u64("core.counters.resend_gaps", None)?;
+        }
         r.expect_u32("core.counters.rejects", REJECT_REASONS.len() as u32)?;
         for (index, value) in core.counters.rejects.iter_mut().enumerate() {
             *value = r.u64("core.counters.rejects", Some(index as u64))?;

@@ -61,6 +61,10 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     /// Session rejects from the core.
     pub session_rejects: AtomicU64,
+    /// Order replies resent on login.
+    pub replies_resent: AtomicU64,
+    /// Resend requests answered with a gap (they reached back past the history).
+    pub resend_gaps: AtomicU64,
     /// Last journal sequence appended.
     pub journal_written: AtomicU64,
     /// Last journal sequence durable.
@@ -1218,6 +1222,12 @@ impl EventHandler<InputSlot> for CoreStage {
         self.metrics
             .session_rejects
             .store(counters.session_rejects, Ordering::Relaxed);
+        self.metrics
+            .replies_resent
+            .store(counters.resent, Ordering::Relaxed);
+        self.metrics
+            .resend_gaps
+            .store(counters.resend_gaps, Ordering::Relaxed);
         for (gauge, value) in self.metrics.rejects.iter().zip(counters.rejects) {
             gauge.store(value, Ordering::Relaxed);
         }

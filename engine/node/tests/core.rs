@@ -463,6 +463,10 @@ fn a_range_older_than_the_history_gets_a_gap_then_what_is_held() {
     assert_eq!(got[1].0, 0, "a session message");
     assert_eq!((gap.from.get(), gap.to.get()), (2, last - history));
     assert_eq!(&got[2..], &seen[seen.len() - history as usize..]);
+    assert_eq!(
+        (core.counters().resent, core.counters().resend_gaps),
+        (u64::from(history), 1)
+    );
     // With no history at all, every resend is one gap.
     let mut bare = Core::new(&CoreConfig {
         sessions_max: 8,

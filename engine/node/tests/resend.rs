@@ -262,6 +262,11 @@ fn a_range_older_than_the_history_is_answered_with_a_gap_then_the_rest() {
         "exactly what is lost"
     );
     assert_eq!(wire(&frames[1..]), wire(&all[6..]), "then the four held");
+    let metrics = engine.metrics();
+    wait_until("the counters are published", || {
+        metrics.resend_gaps.load(Ordering::Relaxed) == 1
+    });
+    assert_eq!(metrics.replies_resent.load(Ordering::Relaxed), 4);
     engine.shutdown().unwrap();
 }
 

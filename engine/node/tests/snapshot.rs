@@ -341,10 +341,22 @@ fn the_history_survives_a_snapshot_under_a_smaller_history_and_from_version_1() 
         "{short:?}"
     );
     assert_eq!(&short[2..], &all[4..]);
-    // Version 1 had no history section: written by a core with no history, it is version 2
-    // less one empty count per session.
+    // Version 1 had no history section and two counters fewer: written by a core with no
+    // history, it is version 2 less one empty count per session (one session here) and less
+    // `resent` and `resend_gaps` (both 0), found after applied = 5, duplicates, session_rejects
+    // and before the 15 reject reasons.
     let mut v1 = snapshot(&five_replies(0));
     v1.truncate(v1.len() - 4);
+    let mut counters = Vec::new();
+    for value in [5u64, 0, 0, 0, 0] {
+        counters.extend_from_slice(&value.to_le_bytes());
+    }
+    counters.extend_from_slice(&15u32.to_le_bytes());
+    let at: Vec<usize> = (0..v1.len() - counters.len())
+        .filter(|&i| v1[i..i + counters.len()] == counters[..])
+        .collect();
+    assert_eq!(at.len(), 1, "the counters are found once");
+    v1.drain(at[0] + 24..at[0] + 40);
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());
     let old = resend_after_restore(&v1, 8, 1);
     assert!(

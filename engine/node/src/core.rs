@@ -40,6 +40,8 @@ pub const RESEND_HISTORY_MAX: u32 = 4096;
 /// The most replies held over all sessions (`sessions_max × resend_history`): 16 Mi entries of
 /// 32 bytes are 512 MiB, allocated at start.
 pub const RESEND_ENTRIES_MAX: u64 = 1 << 24;
+// What the two bounds above and the configuration's documentation count per reply held.
+const _: () = assert!(size_of::<EngineMessage>() <= 32);
 
 /// What the core is built with; every table is sized here.
 #[derive(Debug, Clone)]

@@ -17,13 +17,10 @@ use sequent_node::client::Client;
 use sequent_node::config::EngineConfig;
 use sequent_node::engine::Engine;
 use sequent_node::protocol::{
-    EngineMessage, FRAME_LEN_MAX, Frame, SessionRejectReason, encode_engine,
+    ClientMessage, EngineMessage, FRAME_LEN_MAX, Frame, SessionRejectReason, encode_engine,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a client waits for one more frame before it decides there is none: every reply is
-/// released within a group commit (at most 200 µs here), so half a second is generous.
-const QUIET: Duration = Duration::from_millis(500);
 
 struct TempDir(PathBuf);
 
@@ -70,26 +67,19 @@ fn login(address: SocketAddr, session: u32, next_expected: u32) -> (Client, Engi
     (client, answer)
 }
 
-/// Every frame that arrives until none has for [`QUIET`].
+/// Every frame the engine sends this connection before its answer to a heartbeat sent now: all
+/// it produced for the session up to the inputs applied so far (replies leave in the order the
+/// core produced them, and the heartbeat is answered after them). No timing involved.
 fn drain(client: &mut Client) -> Vec<Frame<EngineMessage>> {
-    client.set_timeout(QUIET).unwrap();
+    client.send(0, &ClientMessage::Heartbeat).unwrap();
     let mut frames = Vec::new();
     loop {
-        match client.receive() {
-            Ok(frame) => frames.push(frame),
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                break;
-            }
-            Err(error) => panic!("receive: {error}"),
+        let frame = client.receive().unwrap();
+        if frame.message == EngineMessage::Heartbeat {
+            return frames;
         }
+        frames.push(frame);
     }
-    client.set_timeout(TIMEOUT).unwrap();
-    frames
 }
 
 /// The frames as the wire carries them.

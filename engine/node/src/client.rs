@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::protocol::{
-    CancelBody, ClientMessage, Decoded, EngineMessage, FRAME_LEN_MAX, Frame, LoginBody,
+    CancelBody, ClientMessage, Decoded, EngineMessage, FRAME_LEN_MAX, Frame, LoginBody, NO_RESEND,
     NewOrderBody, ReplaceBody, decode_engine, encode_client, symbol_bytes,
 };
 
@@ -18,6 +18,9 @@ pub struct Client {
     frame: [u8; FRAME_LEN_MAX],
     /// The next sequence this client sends.
     pub next_sequence: u32,
+    /// The outbound sequence after the last order reply received on this connection (0 before
+    /// any): what a reconnecting client passes to [`Client::login_from`] to be resent the rest.
+    pub next_expected_out: u32,
 }
 
 impl Client {
@@ -31,6 +34,7 @@ impl Client {
             buffer: Vec::with_capacity(64 * 1024),
             frame: [0; FRAME_LEN_MAX],
             next_sequence: 1,
+            next_expected_out: 0,
         })
     }
 
@@ -45,14 +49,27 @@ impl Client {
         self.stream.write_all(bytes)
     }
 
-    /// Logs in and waits for the answer; on acceptance, resumes sending at the engine's next
-    /// expected sequence.
+    /// Logs in asking for no resend and waits for the answer; on acceptance, resumes sending at
+    /// the engine's next expected sequence.
     pub fn login(&mut self, session: u32, cancel_on_disconnect: bool) -> io::Result<EngineMessage> {
+        self.login_from(session, cancel_on_disconnect, NO_RESEND)
+    }
+
+    /// Logs in asking for the replies from outbound sequence `next_expected` on (`NO_RESEND`:
+    /// none) and waits for the answer; on acceptance, resumes sending at the engine's next
+    /// expected sequence. The resent replies (and a `ResendGap` first, if some are no longer
+    /// held) follow; read them with [`Client::receive`].
+    pub fn login_from(
+        &mut self,
+        session: u32,
+        cancel_on_disconnect: bool,
+        next_expected: u32,
+    ) -> io::Result<EngineMessage> {
         self.send(
             0,
             &ClientMessage::Login(LoginBody {
                 session: session.into(),
-                next_expected: 1.into(),
+                next_expected: next_expected.into(),
                 flags: u8::from(cancel_on_disconnect),
                 reserved: [0; 7],
             }),
@@ -122,6 +139,9 @@ impl Client {
             match decode_engine(&self.buffer) {
                 Decoded::Frame(frame, len) => {
                     self.buffer.drain(..len);
+                    if frame.sequence > 0 {
+                        self.next_expected_out = frame.sequence + 1;
+                    }
                     return Ok(frame);
                 }
                 Decoded::Error(error, _) => {

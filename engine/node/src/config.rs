@@ -17,6 +17,9 @@ pub struct EngineConfig {
     /// Sessions `1..=sessions_max` may log in.
     #[serde(default = "defaults::sessions_max")]
     pub sessions_max: u32,
+    /// Per-session settings.
+    #[serde(default)]
+    pub sessions: SessionsSection,
     /// Venue capacity.
     #[serde(default)]
     pub venue: VenueSection,
@@ -69,6 +72,24 @@ impl Default for LedgerSection {
             dir: None,
             transfers_max: 1 << 20,
             segment_mib: 16,
+        }
+    }
+}
+
+/// `[sessions]`: what the engine keeps per session (docs/order-entry.md, "Resending replies").
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// Order replies kept per session for resends on login, `0..=4096` (0: none; a login that
+    /// asks for a resend gets a gap). All sessions' histories are allocated at start:
+    /// `sessions_max × resend_history` replies of 32 bytes, at most 16 Mi of them.
+    pub resend_history: u32,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        Self {
+            resend_history: 1024,
         }
     }
 }
@@ -444,6 +465,7 @@ impl EngineConfig {
         Self {
             symbols: vec!["ABC".into(), "XYZ".into()],
             sessions_max: 64,
+            sessions: SessionsSection::default(),
             venue: VenueSection {
                 orders_max: 1 << 20,
                 levels_max: 1 << 14,
@@ -502,6 +524,28 @@ impl EngineConfig {
         }
         if self.sessions_max == 0 || self.sessions_max > crate::core::SESSIONS_MAX {
             return invalid("sessions_max", "must be 1..=65536");
+        }
+        if self.sessions.resend_history > crate::core::RESEND_HISTORY_MAX {
+            return Err(ConfigError::Invalid {
+                key: "sessions.resend_history",
+                reason: format!(
+                    "{} is above {} (a whole history must fit half a connection's write buffer)",
+                    self.sessions.resend_history,
+                    crate::core::RESEND_HISTORY_MAX
+                ),
+            });
+        }
+        if u64::from(self.sessions_max) * u64::from(self.sessions.resend_history)
+            > crate::core::RESEND_ENTRIES_MAX
+        {
+            return Err(ConfigError::Invalid {
+                key: "sessions.resend_history",
+                reason: format!(
+                    "sessions_max × resend_history = {} replies, above the {} allocated at most",
+                    u64::from(self.sessions_max) * u64::from(self.sessions.resend_history),
+                    crate::core::RESEND_ENTRIES_MAX
+                ),
+            });
         }
         for (key, slots) in [
             ("rings.input_slots", self.rings.input_slots),
@@ -607,6 +651,24 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("durability"), "{error}");
+        let error = EngineConfig::parse(
+            "symbols = [\"A\"]\n[journal]\ndir = \"j\"\n[sessions]\nresend_histroy = 8\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("resend_histroy"), "{error}");
+        let error = EngineConfig::parse(
+            "symbols = [\"A\"]\n[journal]\ndir = \"j\"\n[sessions]\nresend_history = 5000\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("sessions.resend_history"), "{error}");
+        let error = EngineConfig::parse(
+            "symbols = [\"A\"]\nsessions_max = 65536\n[journal]\ndir = \"j\"\n[sessions]\nresend_history = 4096\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("sessions.resend_history"), "{error}");
     }
 
     #[test]

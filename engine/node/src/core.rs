@@ -6,6 +6,14 @@
 //!
 //! Order ids: the venue sees `session << 32 | client_order_id`, so ids are unique across
 //! sessions and the owner of every fill is known from the id alone.
+//!
+//! Resends (docs/order-entry.md, "Resending replies"): every order reply is also written to its
+//! session's bounded history, connected or not, so the history is a function of the inputs like
+//! everything else here. A login whose `next_expected` is below the session's next outbound
+//! sequence is answered with the held replies from there (after a `ResendGap` for those no longer
+//! held), as outputs of the login itself: the gateway releases them once the login is durable,
+//! after the inputs that first produced them. Replay and snapshots rebuild the history, so
+//! resends work across restarts; the gateway needs no state of its own for them.
 
 use sequent_matching::{
     CancelReason, Command, Event, NewOrder, Reject, Side, Stp, SymbolId, Tif, Venue, VenueConfig,
@@ -16,12 +24,24 @@ use sequent_matching::snapshot::write_option;
 use sequent_matching::{Problem, SnapshotError, SnapshotReader};
 
 use crate::protocol::{
-    CancelledBody, ClientMessage, EngineMessage, FillBody, LoginAcceptedBody, NewOrderBody,
-    OrderReplyBody, ReplacedBody, SessionRejectBody, SessionRejectReason, symbol_text,
+    CancelledBody, ClientMessage, Decoded, EngineMessage, FRAME_LEN_MAX, FillBody,
+    LoginAcceptedBody, NO_RESEND, NewOrderBody, OrderReplyBody, ReplacedBody, ResendGapBody,
+    SessionRejectBody, SessionRejectReason, decode_engine, encode_engine, symbol_text,
 };
 
 /// Sessions are `1..=SESSIONS_MAX`.
 pub const SESSIONS_MAX: u32 = 1 << 16;
+
+/// The most replies a session's resend history may hold. A login may ask for all of them at
+/// once, and the gateway writes a whole burst into the connection's write buffer before it
+/// flushes: 4,096 replies of at most 32 bytes are 128 KiB, half the buffer, so a resend never
+/// cuts off a client that reads.
+pub const RESEND_HISTORY_MAX: u32 = 4096;
+/// The most replies held over all sessions (`sessions_max × resend_history`): 16 Mi entries of
+/// 32 bytes are 512 MiB, allocated at start.
+pub const RESEND_ENTRIES_MAX: u64 = 1 << 24;
+// What the two bounds above and the configuration's documentation count per reply held.
+const _: () = assert!(size_of::<EngineMessage>() <= 32);
 
 /// What the core is built with; every table is sized here.
 #[derive(Debug, Clone)]
@@ -32,6 +52,9 @@ pub struct CoreConfig {
     pub symbols: Vec<String>,
     /// The venue's capacity; `symbols_max` is set from `symbols`.
     pub venue: VenueConfig,
+    /// Order replies each session keeps for resends on login, `0..=RESEND_HISTORY_MAX` (0: none;
+    /// every resend request is answered with a gap).
+    pub resend_history: u32,
 }
 
 /// A gateway connection's token: the gateway's own number for a TCP connection, carried in the
@@ -114,8 +137,12 @@ struct Session {
     connection: Option<ConnectionId>,
     /// The next client sequence to apply.
     next_in: u32,
-    /// The last outbound sequence used.
+    /// The last outbound sequence used. Counts every order reply of the session, also while it
+    /// has no connection, and goes on across logins and restarts (replay rebuilds it).
     last_out: u32,
+    /// The oldest outbound sequence the resend history still holds; `last_out + 1` when it holds
+    /// none. `last_out + 1 - resend_from <= resend_history`.
+    resend_from: u32,
     cancel_on_disconnect: bool,
 }
 
@@ -124,6 +151,7 @@ const SESSION_INIT: Session = Session {
     connection: None,
     next_in: 1,
     last_out: 0,
+    resend_from: 1,
     cancel_on_disconnect: false,
 };
 
@@ -136,6 +164,10 @@ pub struct CoreCounters {
     pub duplicates: u64,
     /// Session rejects sent.
     pub session_rejects: u64,
+    /// Order replies resent on login.
+    pub resent: u64,
+    /// Resend requests that reached back past the history (each answered with a `ResendGap`).
+    pub resend_gaps: u64,
     /// Order rejects, by reason: index `i` counts [`REJECT_REASONS`]`[i]`.
     pub rejects: [u64; REJECT_REASONS.len()],
 }
@@ -175,6 +207,13 @@ pub struct Core {
     /// Executions numbered for the feed.
     match_number: u64,
     counters: CoreCounters,
+    /// Replies kept per session for resends ([`CoreConfig::resend_history`]).
+    resend_history: u32,
+    /// The resend history: session `s` owns `history[(s - 1) × resend_history..][..resend_history]`
+    /// and keeps its reply of outbound sequence `q` at offset `(q - 1) % resend_history`, valid
+    /// for `resend_from <= q <= last_out`. Allocated at start; every reply is written here, sent or
+    /// not, so that the history is a function of the inputs: replay and snapshots rebuild it.
+    history: Vec<EngineMessage>,
 }
 
 impl Core {
@@ -193,6 +232,10 @@ impl Core {
     /// the symbols), with the start-up checks of [`Core::new`].
     fn checked_config(config: &CoreConfig) -> (Vec<[u8; 8]>, VenueConfig) {
         assert!(config.sessions_max >= 1 && config.sessions_max <= SESSIONS_MAX);
+        assert!(config.resend_history <= RESEND_HISTORY_MAX);
+        assert!(
+            u64::from(config.sessions_max) * u64::from(config.resend_history) <= RESEND_ENTRIES_MAX
+        );
         let symbols: Vec<[u8; 8]> = config
             .symbols
             .iter()
@@ -218,6 +261,11 @@ impl Core {
             scratch_ids: Vec::with_capacity(orders_max),
             counters: CoreCounters::default(),
             match_number: 0,
+            resend_history: config.resend_history,
+            history: vec![
+                EngineMessage::Heartbeat;
+                config.sessions_max as usize * config.resend_history as usize
+            ],
         }
     }
 
@@ -245,7 +293,47 @@ impl Core {
         self.sessions.get(session as usize).map(|s| s.next_in)
     }
 
-    /// FNV-1a over the venue's digest and every session's sequences and login state.
+    /// The order replies of `session` from outbound sequence `from` to its last, as the resend
+    /// history holds them (empty when it holds none of them): what a login with
+    /// `next_expected = from` is resent.
+    pub fn resendable(
+        &self,
+        session: u32,
+        from: u32,
+    ) -> impl Iterator<Item = (u32, EngineMessage)> {
+        let (start, end) = self.sessions.get(session as usize).map_or((1, 1), |s| {
+            (from.max(s.resend_from), s.last_out.saturating_add(1))
+        });
+        (start..end)
+            .map(move |sequence| (sequence, self.history[self.history_slot(session, sequence)]))
+    }
+
+    fn history_slot(&self, session: u32, sequence: u32) -> usize {
+        debug_assert!(session >= 1 && sequence >= 1 && self.resend_history > 0);
+        (session as usize - 1) * self.resend_history as usize
+            + (sequence as usize - 1) % self.resend_history as usize
+    }
+
+    /// Keeps the session's reply of outbound `sequence` (its new `last_out`) in the history,
+    /// forgetting the oldest when the history is full.
+    fn record_reply(&mut self, session: u32, sequence: u32, message: EngineMessage) {
+        let state = self.sessions[session as usize];
+        assert_eq!(state.last_out, sequence, "replies are recorded in order");
+        if self.resend_history == 0 {
+            self.sessions[session as usize].resend_from = sequence + 1;
+            return;
+        }
+        let slot = self.history_slot(session, sequence);
+        self.history[slot] = message;
+        let held = sequence + 1 - state.resend_from;
+        if held > self.resend_history {
+            self.sessions[session as usize].resend_from = sequence + 1 - self.resend_history;
+        }
+    }
+
+    /// FNV-1a over the venue's digest and every session's sequences and login state (the resend
+    /// history is a log of past outputs, not state the next input depends on for anything but
+    /// resends: it is left out, and the resend tests compare it byte for byte instead).
     #[must_use]
     pub fn state_digest(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -362,6 +450,19 @@ impl Core {
                 out.push(Output::Disconnect { connection });
                 return;
             }
+            let next_out = self.sessions[session as usize].last_out.saturating_add(1);
+            let wanted = login.next_expected.get();
+            if wanted > next_out {
+                // The client claims replies this session never sent: its state is not ours.
+                self.session_reject(
+                    connection,
+                    SessionRejectReason::NextExpectedTooHigh,
+                    next_out,
+                    out,
+                );
+                out.push(Output::Disconnect { connection });
+                return;
+            }
             let state = &mut self.sessions[session as usize];
             state.connection = Some(connection);
             state.cancel_on_disconnect = login.flags & 1 != 0;
@@ -374,6 +475,9 @@ impl Core {
                     next_expected: state.next_in.into(),
                 }),
             });
+            if wanted != NO_RESEND && wanted < next_out {
+                self.resend(connection, session, wanted, out);
+            }
             return;
         }
         let Some(session) = self.session_of(connection) else {
@@ -476,6 +580,34 @@ impl Core {
         self.market_data(now, incoming, before, book, out);
     }
 
+    /// Answers a login that asked for the replies from outbound sequence `from` on: a gap for
+    /// those the history no longer holds, then the held ones, in order, with their sequences.
+    /// They come out of the login's input, so the gateway releases them after it (and so after
+    /// the inputs that first produced them) is durable, before any later reply of the session.
+    fn resend(&mut self, connection: ConnectionId, session: u32, from: u32, out: &mut Vec<Output>) {
+        let held_from = self.sessions[session as usize].resend_from;
+        if from < held_from {
+            self.counters.resend_gaps += 1;
+            out.push(Output::Send {
+                connection,
+                sequence: 0,
+                message: EngineMessage::ResendGap(ResendGapBody {
+                    from: from.into(),
+                    to: (held_from - 1).into(),
+                }),
+            });
+        }
+        let before = out.len();
+        for (sequence, message) in self.resendable(session, from) {
+            out.push(Output::Send {
+                connection,
+                sequence,
+                message,
+            });
+        }
+        self.counters.resent += (out.len() - before) as u64;
+    }
+
     fn handle_disconnect(&mut self, now: u64, connection: ConnectionId, out: &mut Vec<Output>) {
         let Some(position) = self.bound.iter().position(|(c, _)| *c == connection) else {
             return;
@@ -573,6 +705,7 @@ impl Core {
             return;
         }
         let (connection, sequence) = self.next_out(session);
+        self.record_reply(session, sequence, message);
         if let Some(connection) = connection {
             out.push(Output::Send {
                 connection,
@@ -797,12 +930,14 @@ impl Core {
 /// First 8 bytes of a core snapshot.
 pub const CORE_SNAPSHOT_MAGIC: [u8; 8] = *b"SQCORE\0\0";
 /// The core snapshot's format version (`docs/engine-snapshot.md`). A reader refuses a newer one.
-pub const CORE_SNAPSHOT_VERSION: u32 = 1;
+/// Version 2 added the resend history (section 13); version 1 is still read (its sessions hold
+/// no history).
+pub const CORE_SNAPSHOT_VERSION: u32 = 2;
 
 /// Snapshots of the whole core, so that recovery is a snapshot plus the journal's suffix
 /// (`docs/engine-snapshot.md`). What the core keeps between inputs is all here: the venue
 /// (physical state), the sessions, the connection bindings in login order, the feed's match
-/// number and the counters. The per-input scratch (`events`, `scratch_ids`) is cleared before
+/// number, the counters and the resend history. The per-input scratch (`events`, `scratch_ids`) is cleared before
 /// every use and is not saved.
 impl Core {
     /// Appends the snapshot to `out`: magic, version, the configuration it was built with (to be
@@ -819,7 +954,13 @@ impl Core {
         self.venue.write_snapshot(out);
         out.extend_from_slice(&self.match_number.to_le_bytes());
         let c = &self.counters;
-        for value in [c.applied, c.duplicates, c.session_rejects] {
+        for value in [
+            c.applied,
+            c.duplicates,
+            c.session_rejects,
+            c.resent,
+            c.resend_gaps,
+        ] {
             out.extend_from_slice(&value.to_le_bytes());
         }
         out.extend_from_slice(&(c.rejects.len() as u32).to_le_bytes());
@@ -846,6 +987,17 @@ impl Core {
         for (connection, session) in &self.bound {
             out.extend_from_slice(&connection.to_le_bytes());
             out.extend_from_slice(&session.to_le_bytes());
+        }
+        // The resend history: per session of the sessions section, in its order, the replies
+        // held, oldest first, each as its wire frame (sequence in the header).
+        let mut frame = [0u8; FRAME_LEN_MAX];
+        for (index, session) in touched() {
+            let held = session.last_out + 1 - session.resend_from;
+            out.extend_from_slice(&held.to_le_bytes());
+            for (sequence, message) in self.resendable(index as u32, session.resend_from) {
+                let len = encode_engine(&mut frame, sequence, &message);
+                out.extend_from_slice(&frame[..len]);
+            }
         }
     }
 
@@ -904,6 +1056,10 @@ impl Core {
         core.counters.applied = r.u64("core.counters.applied", None)?;
         core.counters.duplicates = r.u64("core.counters.duplicates", None)?;
         core.counters.session_rejects = r.u64("core.counters.session_rejects", None)?;
+        if version >= 2 {
+            core.counters.resent = r.u64("core.counters.resent", None)?;
+            core.counters.resend_gaps = r.u64("core.counters.resend_gaps", None)?;
+        }
         r.expect_u32("core.counters.rejects", REJECT_REASONS.len() as u32)?;
         for (index, value) in core.counters.rejects.iter_mut().enumerate() {
             *value = r.u64("core.counters.rejects", Some(index as u64))?;
@@ -919,7 +1075,9 @@ impl Core {
                 "more sessions than sessions_max",
             ));
         }
-        let mut next_index = 0u32;
+        // Sessions are numbered from 1: slot 0 is never touched (a flipped index of 0 would
+        // reach the resend history as session 0, which owns no part of it).
+        let mut next_index = 1u32;
         let mut connected = 0usize;
         for _ in 0..touched {
             let at = r.position();
@@ -929,17 +1087,22 @@ impl Core {
                     at,
                     "core.session.index",
                     Some(u64::from(index)),
-                    "sessions must ascend and be at most sessions_max",
+                    "sessions must ascend from 1 and be at most sessions_max",
                 ));
             }
             next_index = index + 1;
             let i = Some(u64::from(index));
+            let connection = r.option("core.session.connection", i, |r| {
+                r.u64("core.session.connection", i)
+            })?;
+            let next_in = r.u32("core.session.next_in", i)?;
+            let last_out = r.u32("core.session.last_out", i)?;
             let session = Session {
-                connection: r.option("core.session.connection", i, |r| {
-                    r.u64("core.session.connection", i)
-                })?,
-                next_in: r.u32("core.session.next_in", i)?,
-                last_out: r.u32("core.session.last_out", i)?,
+                connection,
+                next_in,
+                last_out,
+                // Holds nothing until the history section says otherwise.
+                resend_from: last_out.saturating_add(1),
                 cancel_on_disconnect: r.bool("core.session.cancel_on_disconnect", i)?,
             };
             if session == SESSION_INIT {
@@ -989,9 +1152,89 @@ impl Core {
             }
             core.bound.push((connection, session));
         }
+        if version >= 2 {
+            core.read_history(&mut r)?;
+        }
         r.finish("core.end")?;
         Ok(core)
     }
+
+    /// Section 13: the resend history of every session of section 11. Each reply must be an
+    /// order reply frame and the sequences must run up to the session's `last_out` without a
+    /// hole. Under a smaller `resend_history` than the writer's, the newest are kept.
+    fn read_history(&mut self, r: &mut SnapshotReader<'_>) -> Result<(), SnapshotError> {
+        for index in 0..self.sessions.len() as u32 {
+            let state = self.sessions[index as usize];
+            if state == SESSION_INIT {
+                continue;
+            }
+            let i = Some(u64::from(index));
+            let at = r.position();
+            let held = r.u32("core.history.count", i)?;
+            if held > state.last_out {
+                return Err(SnapshotError::invalid(
+                    at,
+                    "core.history.count",
+                    i,
+                    "more replies than the session's last_out",
+                ));
+            }
+            let first = state.last_out + 1 - held;
+            let keep_from = first.max((state.last_out + 1).saturating_sub(self.resend_history));
+            self.sessions[index as usize].resend_from = keep_from;
+            for sequence in first..=state.last_out {
+                let at = r.position();
+                let header = r.bytes(crate::protocol::HEADER_LEN, "core.history.frame", i)?;
+                let len = usize::from(u16::from_le_bytes([header[0], header[1]]));
+                let mut frame = [0u8; FRAME_LEN_MAX];
+                frame[..header.len()].copy_from_slice(header);
+                if !(crate::protocol::HEADER_LEN..=FRAME_LEN_MAX).contains(&len) {
+                    return Err(SnapshotError::invalid(
+                        at,
+                        "core.history.frame",
+                        i,
+                        "frame length out of range",
+                    ));
+                }
+                let body = r.bytes(len - crate::protocol::HEADER_LEN, "core.history.frame", i)?;
+                frame[crate::protocol::HEADER_LEN..len].copy_from_slice(body);
+                let message = match decode_engine(&frame[..len]) {
+                    Decoded::Frame(decoded, used)
+                        if used == len
+                            && decoded.sequence == sequence
+                            && is_order_reply(&decoded.message) =>
+                    {
+                        decoded.message
+                    }
+                    _ => {
+                        return Err(SnapshotError::invalid(
+                            at,
+                            "core.history.frame",
+                            i,
+                            "not an order reply with the next outbound sequence",
+                        ));
+                    }
+                };
+                if sequence >= keep_from {
+                    let slot = self.history_slot(index, sequence);
+                    self.history[slot] = message;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True for the replies that carry an outbound sequence (`a`, `j`, `f`, `c`, `r`).
+const fn is_order_reply(message: &EngineMessage) -> bool {
+    matches!(
+        message,
+        EngineMessage::Accepted(_)
+            | EngineMessage::Rejected(_)
+            | EngineMessage::Fill(_)
+            | EngineMessage::Cancelled(_)
+            | EngineMessage::Replaced(_)
+    )
 }
 
 /// The venue's order id for a session's client order id.

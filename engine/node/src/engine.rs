@@ -61,6 +61,10 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     /// Session rejects from the core.
     pub session_rejects: AtomicU64,
+    /// Order replies resent on login.
+    pub replies_resent: AtomicU64,
+    /// Resend requests answered with a gap (they reached back past the history).
+    pub resend_gaps: AtomicU64,
     /// Last journal sequence appended.
     pub journal_written: AtomicU64,
     /// Last journal sequence durable.
@@ -410,7 +414,9 @@ impl Engine {
             .handle_events_with(CoreStage {
                 core,
                 out: Some(output_producer),
-                scratch: Vec::with_capacity(4096),
+                // Room for the largest resend burst on top of a busy input's outputs: the
+                // steady state never grows it.
+                scratch: Vec::with_capacity(4096 + config.sessions.resend_history as usize),
                 metrics: Arc::clone(&metrics),
                 replication: Arc::clone(&replication),
                 digest_every: config.replication.digest_every,
@@ -626,6 +632,7 @@ fn core_config(config: &EngineConfig) -> CoreConfig {
             accounts_max: config.venue.accounts_max,
             ids_max: config.venue.ids_max,
         },
+        resend_history: config.sessions.resend_history,
     }
 }
 
@@ -889,11 +896,14 @@ pub fn replay_journal(
     })
 }
 
-/// Snapshot files of this engine (`sequent_journal::snapshot`): the tag "SENG", state version 1.
+/// Snapshot files of this engine (`sequent_journal::snapshot`): the tag "SENG", state version 2.
+/// Version 2 files hold a core snapshot of format 2 (with the resend history), so that a build
+/// that reads only version 1 passes them over and replays its journal instead of refusing to
+/// start; this build reads both (the core snapshot says its own format).
 pub const SNAPSHOT_ENGINE: sequent_journal::snapshot::EngineId =
     sequent_journal::snapshot::EngineId {
         tag: u32::from_le_bytes(*b"SENG"),
-        version_max: 1,
+        version_max: 2,
     };
 
 /// The head of the engine's snapshot state (docs/engine-snapshot.md): magic, version, then the
@@ -1284,6 +1294,12 @@ impl EventHandler<InputSlot> for CoreStage {
         self.metrics
             .session_rejects
             .store(counters.session_rejects, Ordering::Relaxed);
+        self.metrics
+            .replies_resent
+            .store(counters.resent, Ordering::Relaxed);
+        self.metrics
+            .resend_gaps
+            .store(counters.resend_gaps, Ordering::Relaxed);
         for (gauge, value) in self.metrics.rejects.iter().zip(counters.rejects) {
             gauge.store(value, Ordering::Relaxed);
         }
@@ -1317,6 +1333,11 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const READ_BUFFER: usize = 16 * 1024;
 const WRITE_BUFFER: usize = 256 * 1024;
+// A login's whole resend burst is written before the connection is flushed: it must leave room.
+const _: () = assert!(
+    crate::core::RESEND_HISTORY_MAX as usize * crate::protocol::REPLY_FRAME_LEN_MAX
+        <= WRITE_BUFFER / 2
+);
 
 /// One client connection's slot; every buffer is allocated at start.
 struct Connection {

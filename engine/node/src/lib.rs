@@ -3,7 +3,7 @@
 //! - [`protocol`]: the binary order-entry protocol (`docs/order-entry.md`): fixed-layout frames,
 //!   a decoder that never panics and names the field and offset of what is wrong.
 //! - [`core`]: the deterministic core: sessions (login, sequence numbers, resend duplicates,
-//!   gaps, cancel on disconnect) in front of the venue. Sans-IO; replaying its journaled inputs
+//!   gaps, cancel on disconnect, the history of replies resent on login) in front of the venue. Sans-IO; replaying its journaled inputs
 //!   gives the same outputs and digest.
 //! - [`record`]: how inputs are written to the journal.
 //! - [`engine`]: the running engine: recovery by replay, the input ring (journal ∥ core), the

@@ -236,7 +236,7 @@ pub fn render(metrics: &Metrics) -> String {
     let durable = load(&metrics.journal_durable);
     let replication = metrics.replication.get();
     let shared = |f: fn(&crate::replication::Shared) -> u64| replication.map_or(0, |r| f(r));
-    let rows: [(&str, &str, &str, u64); 24] = [
+    let rows: [(&str, &str, &str, u64); 26] = [
         (
             "sequent_role",
             "gauge",
@@ -326,6 +326,18 @@ pub fn render(metrics: &Metrics) -> String {
             "counter",
             "session rejects from the core",
             load(&metrics.session_rejects),
+        ),
+        (
+            "sequent_replies_resent_total",
+            "counter",
+            "order replies resent on login",
+            load(&metrics.replies_resent),
+        ),
+        (
+            "sequent_resend_gaps_total",
+            "counter",
+            "resend requests that reached back past the history (answered with a gap)",
+            load(&metrics.resend_gaps),
         ),
         (
             "sequent_bad_frames_total",

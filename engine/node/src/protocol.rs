@@ -7,6 +7,8 @@
 use zerocopy::little_endian::{I64, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+/// A login's `next_expected` that asks for no resend (what a client with no state sends).
+pub const NO_RESEND: u32 = 0;
 /// The protocol version every frame carries.
 pub const VERSION: u8 = 1;
 /// Length of the frame header.
@@ -36,8 +38,8 @@ pub struct Header {
 pub struct LoginBody {
     /// The session (assigned to the firm out of band); `1..=SESSIONS_MAX`.
     pub session: U32,
-    /// The next engine sequence the client expects (replies it has not seen are not resent
-    /// today; see the document).
+    /// The next outbound (engine) sequence the client expects: the engine resends the replies
+    /// from here to its last one before anything new; [`NO_RESEND`] asks for none.
     pub next_expected: U32,
     /// Bit 0: cancel the session's resting orders when it disconnects.
     pub flags: u8,
@@ -178,6 +180,18 @@ pub struct ReplacedBody {
     pub qty: U64,
 }
 
+/// Resend gap body (kind `g`): the outbound sequences `from..=to` that a login asked to have
+/// resent but the engine no longer holds. They will never be resent; the replies held after them
+/// follow.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct ResendGapBody {
+    /// The first sequence lost (the login's `next_expected`).
+    pub from: U32,
+    /// The last sequence lost (the one before the oldest the engine holds).
+    pub to: U32,
+}
+
 /// Session reject body (kind `s`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -228,6 +242,8 @@ pub enum EngineMessage {
     SessionReject(SessionRejectBody),
     /// `h`.
     Heartbeat,
+    /// `g`.
+    ResendGap(ResendGapBody),
 }
 
 /// A decoded frame.
@@ -328,6 +344,10 @@ pub enum SessionRejectReason {
     UnknownSession = 8,
     /// A sequence above the next expected one: messages are missing (then disconnect).
     SequenceGap = 9,
+    /// A login's `next_expected` above the engine's next outbound sequence: the client claims
+    /// replies the engine never sent. `ref_sequence` carries the engine's next outbound sequence
+    /// (then disconnect; the session stays logged out).
+    NextExpectedTooHigh = 10,
 }
 
 impl SessionRejectReason {
@@ -344,6 +364,7 @@ impl SessionRejectReason {
             Self::AlreadyLoggedIn => "already_logged_in",
             Self::UnknownSession => "unknown_session",
             Self::SequenceGap => "sequence_gap",
+            Self::NextExpectedTooHigh => "next_expected_too_high",
         }
     }
 
@@ -360,6 +381,7 @@ impl SessionRejectReason {
             7 => Self::AlreadyLoggedIn,
             8 => Self::UnknownSession,
             9 => Self::SequenceGap,
+            10 => Self::NextExpectedTooHigh,
             _ => return None,
         })
     }
@@ -375,6 +397,14 @@ const _: () = assert!(size_of::<LoginBody>() == 16);
 const _: () = assert!(size_of::<ReplaceBody>() == 24);
 const _: () = assert!(size_of::<MassCancelBody>() == 16);
 const _: () = assert!(size_of::<FillBody>() == 24);
+
+/// The longest order reply (`f` and `r`): what one resent reply costs in a connection's write
+/// buffer, and so what bounds a resend burst (`core::RESEND_HISTORY_MAX`).
+pub const REPLY_FRAME_LEN_MAX: usize = 32;
+const _: () = assert!(frame_len::<FillBody>() as usize == REPLY_FRAME_LEN_MAX);
+const _: () = assert!(frame_len::<ReplacedBody>() as usize == REPLY_FRAME_LEN_MAX);
+const _: () = assert!(frame_len::<CancelledBody>() as usize <= REPLY_FRAME_LEN_MAX);
+const _: () = assert!(frame_len::<OrderReplyBody>() as usize <= REPLY_FRAME_LEN_MAX);
 
 /// Length of a client frame of `kind`, if the kind exists.
 #[must_use]
@@ -400,6 +430,7 @@ pub const fn engine_frame_len(kind: u8) -> Option<u16> {
         b'c' => frame_len::<CancelledBody>(),
         b'r' => frame_len::<ReplacedBody>(),
         b's' => frame_len::<SessionRejectBody>(),
+        b'g' => frame_len::<ResendGapBody>(),
         b'h' => HEADER_LEN as u16,
         _ => return None,
     })
@@ -578,6 +609,9 @@ pub fn decode_engine(buf: &[u8]) -> Decoded<EngineMessage> {
             .ok()
             .map(EngineMessage::SessionReject),
         b'h' => Some(EngineMessage::Heartbeat),
+        b'g' => ResendGapBody::read_from_bytes(body)
+            .ok()
+            .map(EngineMessage::ResendGap),
         _ => None,
     };
     match message {
@@ -629,6 +663,7 @@ pub fn encode_engine(out: &mut [u8], sequence: u32, message: &EngineMessage) -> 
         EngineMessage::Replaced(body) => write_frame(out, b'r', sequence, body.as_bytes()),
         EngineMessage::SessionReject(body) => write_frame(out, b's', sequence, body.as_bytes()),
         EngineMessage::Heartbeat => write_frame(out, b'h', sequence, &[]),
+        EngineMessage::ResendGap(body) => write_frame(out, b'g', sequence, body.as_bytes()),
     }
 }
 

@@ -239,7 +239,8 @@ impl Follower {
         let mut reader = FrameReader::new(stream);
         let mut last_message = Instant::now();
         let mut welcomed = false;
-        let mut scratch = Vec::with_capacity(4096);
+        // Room for a login's whole resend on top of a busy input, as in the core stage.
+        let mut scratch = Vec::with_capacity(4096 + self.config.sessions.resend_history as usize);
         let mut acked = 0u64;
         loop {
             if self.stop.load(Ordering::Acquire) {

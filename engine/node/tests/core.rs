@@ -13,6 +13,7 @@ fn core() -> Core {
         sessions_max: 8,
         symbols: vec!["ABC".into(), "XYZ".into()],
         venue: VenueConfig::SMALL,
+        resend_history: 64,
     })
 }
 
@@ -291,5 +292,208 @@ fn unknown_symbols_and_orders_are_rejected_not_fatal() {
     assert_eq!(
         replies[1..].iter().map(|r| r.0).collect::<Vec<_>>(),
         vec![1, 2, 3]
+    );
+}
+
+fn login_from(connection: u64, session: u32, next_expected: u32) -> Input {
+    Input::Frame {
+        connection,
+        sequence: 0,
+        message: ClientMessage::Login(LoginBody {
+            session: session.into(),
+            next_expected: next_expected.into(),
+            flags: 0,
+            reserved: [0; 7],
+        }),
+    }
+}
+
+/// Session 1 (connection 10) rests five sells, session 2 (connection 20) buys into them.
+fn five_rounds() -> Vec<Input> {
+    let mut inputs = vec![login(10, 1, false), login(20, 2, false)];
+    for i in 1..=5 {
+        inputs.push(order(10, i, i, b'S', 100 + i64::from(i % 3), 10));
+        inputs.push(order(20, i, i, b'B', 105, 4));
+    }
+    inputs
+}
+
+/// Session 2 buys `count` more times from its sequence 6: session 1's sells fill.
+fn buys(count: u32) -> Vec<Input> {
+    (6..6 + count)
+        .map(|i| order(20, i, i, b'B', 105, 4))
+        .collect()
+}
+
+fn sequences(messages: &[(u32, EngineMessage)]) -> Vec<u32> {
+    messages.iter().map(|(sequence, _)| *sequence).collect()
+}
+
+#[test]
+fn a_login_resends_exactly_the_missed_replies_in_order() {
+    let before = five_rounds();
+    let mut core = core();
+    let seen = messages_to(&run(&mut core, &before), 10);
+    let seen_last = seen.last().unwrap().0;
+    run(&mut core, &[Input::Disconnected { connection: 10 }]);
+    let away = messages_to(&run(&mut core, &buys(10)), 10);
+    assert!(away.is_empty(), "nobody to send to while away");
+
+    // The twin never disconnects: what it was sent is what the other must be resent.
+    let mut twin = self::core();
+    let twin_out = run(&mut twin, &[before, buys(10)].concat());
+    let expected: Vec<_> = messages_to(&twin_out, 10)
+        .into_iter()
+        .filter(|(sequence, _)| *sequence > seen_last)
+        .collect();
+    assert!(expected.len() >= 5, "session 1 missed fills: {expected:?}");
+
+    let got = messages_to(&run(&mut core, &[login_from(11, 1, seen_last + 1)]), 11);
+    assert!(matches!(got[0], (0, EngineMessage::LoginAccepted(_))));
+    assert_eq!(
+        &got[1..],
+        &expected[..],
+        "the same replies, sequences and order"
+    );
+    let last = expected.last().unwrap().0;
+    assert_eq!(
+        sequences(&got[1..]),
+        (seen_last + 1..=last).collect::<Vec<_>>()
+    );
+    // The next reply continues after the resend.
+    let next = messages_to(&run(&mut core, &[order(11, 6, 100, b'S', 150, 1)]), 11);
+    assert_eq!(next[0].0, last + 1);
+    // Asking from further back gives the replies seen before the drop too, the same ones.
+    let mut again = self::core();
+    run(
+        &mut again,
+        &[
+            five_rounds(),
+            vec![Input::Disconnected { connection: 10 }],
+            buys(10),
+        ]
+        .concat(),
+    );
+    let all = messages_to(&run(&mut again, &[login_from(12, 1, 1)]), 12);
+    assert_eq!(
+        &all[1..=seen.len() - 1],
+        &seen[1..],
+        "replies before the drop"
+    );
+    assert_eq!(&all[seen.len()..], &expected[..]);
+}
+
+#[test]
+fn no_resend_when_asked_for_none_or_nothing_was_missed() {
+    let mut core = core();
+    let seen = messages_to(&run(&mut core, &five_rounds()), 10);
+    let next_out = seen.last().unwrap().0 + 1;
+    for (connection, next_expected) in [(11, 0), (12, next_out)] {
+        run(
+            &mut core,
+            &[Input::Disconnected {
+                connection: connection - 1,
+            }],
+        );
+        let got = messages_to(
+            &run(&mut core, &[login_from(connection, 1, next_expected)]),
+            connection,
+        );
+        assert_eq!(got.len(), 1, "only the login's answer: {got:?}");
+        assert!(matches!(got[0].1, EngineMessage::LoginAccepted(_)));
+    }
+}
+
+#[test]
+fn a_next_expected_above_what_was_sent_is_refused_and_nothing_else_moves() {
+    let mut core = core();
+    let seen = messages_to(&run(&mut core, &five_rounds()), 10);
+    let next_out = seen.last().unwrap().0 + 1;
+    run(&mut core, &[Input::Disconnected { connection: 10 }]);
+    let digest = core.state_digest();
+    let out = run(&mut core, &[login_from(11, 1, next_out + 1)]);
+    let got = messages_to(&out, 11);
+    assert_eq!(got.len(), 1);
+    let EngineMessage::SessionReject(body) = got[0].1 else {
+        panic!("{got:?}")
+    };
+    assert_eq!(
+        SessionRejectReason::from_code(body.reason.get()),
+        Some(SessionRejectReason::NextExpectedTooHigh)
+    );
+    assert_eq!(
+        body.ref_sequence.get(),
+        next_out,
+        "says where the engine is"
+    );
+    assert!(out.contains(&Output::Disconnect { connection: 11 }));
+    assert!(messages_to(&out, 20).is_empty(), "session 2 never notices");
+    // Nothing changed but the reject counter: the session is still logged out and a good login
+    // goes through.
+    assert_eq!(core.counters().session_rejects, 1);
+    assert_eq!(core.state_digest(), digest);
+    let got = messages_to(&run(&mut core, &[login_from(12, 1, next_out)]), 12);
+    assert!(matches!(got[..], [(0, EngineMessage::LoginAccepted(_))]));
+    // Session 2 trades on undisturbed.
+    let out = run(&mut core, &[order(20, 6, 6, b'B', 90, 1)]);
+    assert!(matches!(
+        messages_to(&out, 20)[..],
+        [(_, EngineMessage::Accepted(_))]
+    ));
+}
+
+#[test]
+fn a_range_older_than_the_history_gets_a_gap_then_what_is_held() {
+    let history = 4;
+    let mut core = Core::new(&CoreConfig {
+        sessions_max: 8,
+        symbols: vec!["ABC".into(), "XYZ".into()],
+        venue: VenueConfig::SMALL,
+        resend_history: history,
+    });
+    let seen = messages_to(&run(&mut core, &five_rounds()), 10);
+    let last = seen.last().unwrap().0;
+    assert!(last > history + 2);
+    run(&mut core, &[Input::Disconnected { connection: 10 }]);
+    let got = messages_to(&run(&mut core, &[login_from(11, 1, 2)]), 11);
+    assert!(matches!(got[0].1, EngineMessage::LoginAccepted(_)));
+    let EngineMessage::ResendGap(gap) = got[1].1 else {
+        panic!("{got:?}")
+    };
+    assert_eq!(got[1].0, 0, "a session message");
+    assert_eq!((gap.from.get(), gap.to.get()), (2, last - history));
+    assert_eq!(&got[2..], &seen[seen.len() - history as usize..]);
+    assert_eq!(
+        (core.counters().resent, core.counters().resend_gaps),
+        (u64::from(history), 1)
+    );
+    // With no history at all, every resend is one gap.
+    let mut bare = Core::new(&CoreConfig {
+        sessions_max: 8,
+        symbols: vec!["ABC".into(), "XYZ".into()],
+        venue: VenueConfig::SMALL,
+        resend_history: 0,
+    });
+    run(&mut bare, &five_rounds());
+    run(&mut bare, &[Input::Disconnected { connection: 10 }]);
+    let got = messages_to(&run(&mut bare, &[login_from(11, 1, 1)]), 11);
+    assert!(
+        matches!(got[..], [(0, EngineMessage::LoginAccepted(_)), (0, EngineMessage::ResendGap(g))] if g.from.get() == 1 && g.to.get() == last)
+    );
+}
+
+#[test]
+fn outbound_sequences_go_on_across_a_restart_and_replies_of_the_restart_are_held() {
+    let mut core = core();
+    // Session 1 asks for cancel on disconnect: the restart cancels its resting sell.
+    let mut inputs = vec![login(10, 1, true), order(10, 1, 1, b'S', 100, 10)];
+    inputs.push(Input::Restart);
+    let out = run(&mut core, &inputs);
+    let seen = messages_to(&out, 10);
+    assert_eq!(sequences(&seen), [0, 1], "the cancel found no connection");
+    let got = messages_to(&run(&mut core, &[login_from(11, 1, 2)]), 11);
+    assert!(
+        matches!(got[..], [(0, EngineMessage::LoginAccepted(a)), (2, EngineMessage::Cancelled(c))] if a.next_expected.get() == 2 && c.reason == 1),
+        "{got:?}"
     );
 }

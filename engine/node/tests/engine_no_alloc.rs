@@ -2,8 +2,9 @@
 //! gateway, the journal and core stages, the journal's housekeeper, the ledger posting stage and
 //! its journal's housekeeper) is counted by a counting
 //! global allocator while a client sends 20,000 orders, cancels and replaces over loopback TCP
-//! after a warm-up of the same mix. Only this binary's main thread, the client, is not counted
-//! (the test runs without libtest's harness, so no other thread exists).
+//! after a warm-up of the same mix, dropping its connection after every 500 and logging in again
+//! with a resend of its last 100 replies. Only this binary's main thread, the client, is not
+//! counted (the test runs without libtest's harness, so no other thread exists).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use std::time::Duration;
 use sequent_node::client::Client;
 use sequent_node::config::EngineConfig;
 use sequent_node::engine::Engine;
-use sequent_node::protocol::EngineMessage;
+use sequent_node::protocol::{ClientMessage, EngineMessage};
 
 struct Counting;
 static ARMED: AtomicBool = AtomicBool::new(false);
@@ -87,6 +88,29 @@ fn batch(client: &mut Client, first: u32, count: u32) {
     }
 }
 
+/// Reads up to the engine's answer to a heartbeat, so that every reply sent before it has been
+/// seen; drops the connection, logs in again asking for the last `resent` replies and checks
+/// they come, in order, up to the last seen. Returns the new connection.
+fn drop_and_resend(mut client: Client, engine: &Engine, resent: u32) -> Client {
+    client.send(0, &ClientMessage::Heartbeat).unwrap();
+    while client.receive().unwrap().message != EngineMessage::Heartbeat {}
+    let next_out = client.next_expected_out;
+    drop(client);
+    while engine.metrics().connections.load(Ordering::Relaxed) != 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut client = Client::connect(engine.address(), Duration::from_secs(20)).unwrap();
+    let from = next_out - resent;
+    assert!(matches!(
+        client.login_from(1, false, from).unwrap(),
+        EngineMessage::LoginAccepted(_)
+    ));
+    for sequence in from..next_out {
+        assert_eq!(client.receive().unwrap().sequence, sequence);
+    }
+    client
+}
+
 fn main() {
     CLIENT.with(|c| c.set(true));
     let dir = std::env::temp_dir().join(format!("sequent-engine-no-alloc-{}", std::process::id()));
@@ -103,11 +127,13 @@ fn main() {
     client.login(1, false).unwrap();
     for first in (1..10_000).step_by(500) {
         batch(&mut client, first, 500);
+        client = drop_and_resend(client, &engine, 100);
     }
     std::thread::sleep(Duration::from_millis(50));
     ARMED.store(true, Ordering::SeqCst);
     for first in (10_000..30_000).step_by(500) {
         batch(&mut client, first, 500);
+        client = drop_and_resend(client, &engine, 100);
     }
     ARMED.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);

@@ -169,6 +169,7 @@ snapshot = "127.0.0.1:0"
             accounts_max: 8,
             ids_max: 65536,
         },
+        resend_history: 16,
     });
     let mut expected = Books::new();
     let mut messages = 0u64;

@@ -7,8 +7,8 @@ use std::path::Path;
 use sequent_node::protocol::{
     CancelBody, CancelledBody, ClientMessage, Decoded, EngineMessage, FRAME_LEN_MAX, FillBody,
     LoginAcceptedBody, LoginBody, MassCancelBody, NewOrderBody, OrderReplyBody, ReplaceBody,
-    ReplacedBody, SessionRejectBody, decode_client, decode_engine, encode_client, encode_engine,
-    symbol_bytes,
+    ReplacedBody, ResendGapBody, SessionRejectBody, decode_client, decode_engine, encode_client,
+    encode_engine, symbol_bytes,
 };
 
 fn client_frames() -> Vec<(u32, ClientMessage)> {
@@ -130,6 +130,13 @@ fn engine_frames() -> Vec<(u32, EngineMessage)> {
             }),
         ),
         (0, EngineMessage::Heartbeat),
+        (
+            0,
+            EngineMessage::ResendGap(ResendGapBody {
+                from: 3.into(),
+                to: 1_000.into(),
+            }),
+        ),
     ]
 }
 

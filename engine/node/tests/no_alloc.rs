@@ -89,6 +89,7 @@ fn applying_inputs_allocates_nothing() {
         sessions_max: 4,
         symbols: vec!["ABC".into()],
         venue: VenueConfig::SMALL,
+        resend_history: 16,
     });
     let mut out = Vec::with_capacity(4096);
     for (connection, session) in [(1, 1), (2, 2)] {

@@ -373,6 +373,7 @@ fn journal_trades(config: &EngineConfig) -> Vec<Trade> {
             accounts_max: config.venue.accounts_max,
             ids_max: config.venue.ids_max,
         },
+        resend_history: config.sessions.resend_history,
     });
     let mut reader = sequent_journal::Reader::from_sequence(&config.journal.dir, 1).unwrap();
     let mut out = Vec::new();

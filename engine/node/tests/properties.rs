@@ -257,3 +257,87 @@ fn every_execution_is_one_trade_naming_buyer_and_seller() {
         most.get()
     );
 }
+
+/// On random trading streams (session 3 drops, its orders are cancelled while it is away, and it
+/// logs in again asking for everything from sequence 1), every resend is: a gap for what the
+/// history (8 replies) no longer holds, then the held replies with consecutive sequences, each
+/// equal to the reply first sent with that sequence when there was one, and the session's next
+/// reply follows the last one resent: nothing is lost or doubled.
+#[test]
+fn resends_repeat_the_replies_and_lose_or_double_none() {
+    use std::collections::BTreeMap;
+    runner(128)
+        .run(&trading(), |inputs| {
+            let mut core = new_core();
+            let mut out = Vec::new();
+            // (session, sequence) → the reply first sent with it.
+            let mut first_sent: BTreeMap<(u32, u32), EngineMessage> = BTreeMap::new();
+            let mut owner: BTreeMap<u64, u32> = BTreeMap::new();
+            // Per connection: the sequence its next reply must carry, once a resend ended.
+            let mut must_follow: BTreeMap<u64, u32> = BTreeMap::new();
+            for (t, input) in inputs.iter().enumerate() {
+                out.clear();
+                core.apply(t as u64, input, &mut out);
+                if let sequent_node::core::Input::Frame {
+                    connection,
+                    message: sequent_node::protocol::ClientMessage::Login(login),
+                    ..
+                } = input
+                    && let Some(Output::Send {
+                        message: EngineMessage::LoginAccepted(_),
+                        ..
+                    }) = out.first()
+                {
+                    let session = login.session.get();
+                    owner.insert(*connection, session);
+                    let asked = login.next_expected.get();
+                    let resent: Vec<(u32, EngineMessage)> = out[1..]
+                        .iter()
+                        .filter_map(|o| match o {
+                            Output::Send {
+                                connection: c,
+                                sequence,
+                                message,
+                            } if c == connection => Some((*sequence, *message)),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut expect_from = asked;
+                    let mut rest = &resent[..];
+                    if let Some((0, EngineMessage::ResendGap(gap))) = resent.first() {
+                        prop_assert_eq!(gap.from.get(), asked);
+                        expect_from = gap.to.get() + 1;
+                        rest = &resent[1..];
+                        // A gap only for what the history cannot hold.
+                        prop_assert_eq!(rest.len(), 8, "a gap while the history is not full");
+                    }
+                    for (k, (sequence, message)) in rest.iter().enumerate() {
+                        prop_assert_eq!(*sequence, expect_from + k as u32);
+                        if let Some(first) = first_sent.get(&(session, *sequence)) {
+                            prop_assert_eq!(first, message, "resent differently");
+                        }
+                    }
+                    let next = rest.last().map_or(expect_from, |(s, _)| s + 1);
+                    must_follow.insert(*connection, next);
+                    continue;
+                }
+                for output in &out {
+                    if let Output::Send {
+                        connection,
+                        sequence,
+                        message,
+                    } = output
+                        && *sequence > 0
+                    {
+                        let session = owner[connection];
+                        first_sent.entry((session, *sequence)).or_insert(*message);
+                        if let Some(next) = must_follow.remove(connection) {
+                            prop_assert_eq!(*sequence, next, "the reply after a resend");
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

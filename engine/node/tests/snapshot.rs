@@ -20,6 +20,8 @@ fn config() -> CoreConfig {
         sessions_max: 8,
         symbols: vec!["ABC".into(), "XYZ".into()],
         venue: VenueConfig::SMALL,
+        // Small, so that the random streams wrap it and snapshots hold partial histories.
+        resend_history: 8,
     }
 }
 
@@ -247,4 +249,124 @@ fn another_configuration_magic_or_newer_version_is_refused_by_name() {
         Core::read_snapshot(&config(), &magic).unwrap_err().problem,
         Problem::BadMagic
     );
+}
+
+/// Session 1 rests an order and sees its `a`, then drops; a login from `next_expected` on the
+/// core restored from `bytes` (under `history`) returns what it would resend.
+fn resend_after_restore(
+    bytes: &[u8],
+    history: u32,
+    next_expected: u32,
+) -> Vec<sequent_node::protocol::EngineMessage> {
+    let config = CoreConfig {
+        resend_history: history,
+        ..config()
+    };
+    let mut core = Core::read_snapshot(&config, bytes).unwrap();
+    let mut out = Vec::new();
+    core.apply(
+        0,
+        &Input::Frame {
+            connection: 99,
+            sequence: 0,
+            message: sequent_node::protocol::ClientMessage::Login(
+                sequent_node::protocol::LoginBody {
+                    session: 1.into(),
+                    next_expected: next_expected.into(),
+                    flags: 0,
+                    reserved: [0; 7],
+                },
+            ),
+        },
+        &mut out,
+    );
+    out.iter()
+        .filter_map(|o| match o {
+            sequent_node::core::Output::Send { message, .. } => Some(*message),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Session 1 sends five orders (five `a` replies, sequences 1..=5) and drops.
+fn five_replies(history: u32) -> Core {
+    use sequent_node::protocol::{ClientMessage, LoginBody};
+    let mut core = Core::new(&CoreConfig {
+        resend_history: history,
+        ..config()
+    });
+    let mut out = Vec::new();
+    let login = Input::Frame {
+        connection: 1,
+        sequence: 0,
+        message: ClientMessage::Login(LoginBody {
+            session: 1.into(),
+            next_expected: 0.into(),
+            flags: 0,
+            reserved: [0; 7],
+        }),
+    };
+    core.apply(0, &login, &mut out);
+    for id in 1..=5u32 {
+        let order = sequent_node::client::limit_order(id, 1, "ABC", true, 90 + i64::from(id), 1);
+        core.apply(
+            0,
+            &Input::Frame {
+                connection: 1,
+                sequence: id,
+                message: ClientMessage::NewOrder(order),
+            },
+            &mut out,
+        );
+    }
+    core.apply(0, &Input::Disconnected { connection: 1 }, &mut out);
+    core
+}
+
+#[test]
+fn the_history_survives_a_snapshot_under_a_smaller_history_and_from_version_1() {
+    use sequent_node::protocol::EngineMessage;
+    let bytes = snapshot(&five_replies(8));
+    let all = resend_after_restore(&bytes, 8, 1);
+    assert_eq!(all.len(), 6, "login accepted and five replies: {all:?}");
+    assert!(
+        all[1..]
+            .iter()
+            .all(|m| matches!(m, EngineMessage::Accepted(_)))
+    );
+    // Under a history of 2 the newest two are kept and the rest is a gap.
+    let short = resend_after_restore(&bytes, 2, 1);
+    assert!(
+        matches!(short[..], [EngineMessage::LoginAccepted(_), EngineMessage::ResendGap(g), _, _] if g.from.get() == 1 && g.to.get() == 3),
+        "{short:?}"
+    );
+    assert_eq!(&short[2..], &all[4..]);
+    // Version 1 had no history section and two counters fewer: written by a core with no
+    // history, it is version 2 less one empty count per session (one session here) and less
+    // `resent` and `resend_gaps` (both 0), found after applied = 5, duplicates, session_rejects
+    // and before the 15 reject reasons.
+    let mut v1 = snapshot(&five_replies(0));
+    v1.truncate(v1.len() - 4);
+    let mut counters = Vec::new();
+    for value in [5u64, 0, 0, 0, 0] {
+        counters.extend_from_slice(&value.to_le_bytes());
+    }
+    counters.extend_from_slice(&15u32.to_le_bytes());
+    let at: Vec<usize> = (0..v1.len() - counters.len())
+        .filter(|&i| v1[i..i + counters.len()] == counters[..])
+        .collect();
+    assert_eq!(at.len(), 1, "the counters are found once");
+    v1.drain(at[0] + 24..at[0] + 40);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let old = resend_after_restore(&v1, 8, 1);
+    assert!(
+        matches!(old[..], [EngineMessage::LoginAccepted(_), EngineMessage::ResendGap(g)] if g.from.get() == 1 && g.to.get() == 5),
+        "{old:?}"
+    );
+    // A reply frame in the history that is not the next sequence is refused by name.
+    let mut bad = bytes.clone();
+    let frames_at = bad.len() - 5 * 16;
+    bad[frames_at + 4] = 9;
+    let err = Core::read_snapshot(&config(), &bad).unwrap_err();
+    assert_eq!(err.field, "core.history.frame", "{err}");
 }

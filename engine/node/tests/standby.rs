@@ -138,11 +138,20 @@ fn a_standby_follows_then_takes_over_on_a_planned_hand_over() {
     assert_eq!(replayed.digest, primary_digest);
 
     // The client logs in on the new primary: nothing acknowledged is lost, nothing doubles.
+    // It asks for its last ten replies again: the standby's core kept the same history.
     drop(client);
     let mut client = Client::connect(promoted.address(), TIMEOUT).unwrap();
-    match client.login(1, false).unwrap() {
+    match client.login_from(1, false, 291).unwrap() {
         EngineMessage::LoginAccepted(accepted) => assert_eq!(accepted.next_expected.get(), 301),
         other => panic!("login refused: {other:?}"),
+    }
+    for id in 291..=300u32 {
+        let frame = client.receive().unwrap();
+        assert_eq!(frame.sequence, id, "resent in order");
+        assert!(
+            matches!(frame.message, EngineMessage::Accepted(a) if a.client_order_id.get() == id),
+            "{frame:?}"
+        );
     }
     // No standby now: the promoted engine releases replies on its own (degraded, an alarm).
     sell(&mut client, 301..=320);

@@ -118,6 +118,8 @@ pub fn new_core() -> Core {
         sessions_max: 8,
         symbols: vec!["ABC".into(), "XYZ".into()],
         venue: VenueConfig::SMALL,
+        // Small, so that random streams wrap it and resends meet gaps.
+        resend_history: 8,
     })
 }
 

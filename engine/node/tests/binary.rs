@@ -12,24 +12,10 @@ use std::time::Duration;
 use sequent_node::client::Client;
 use sequent_node::protocol::EngineMessage;
 
+mod support;
+use support::TempDir;
+
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("sequent-bin-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running engine process, killed on drop.
 struct Running {
@@ -133,7 +119,7 @@ fn login(address: SocketAddr, session: u32) -> (Client, u32) {
 #[test]
 fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
     const ORDERS: u32 = 1_500;
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new("bin-kill");
     let config = write_config(&dir.0);
     let engine = start(&config);
     let (mut seller, _) = login(engine.address, 1);
@@ -285,7 +271,7 @@ fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
 
 #[test]
 fn a_bad_config_is_refused_by_key() {
-    let dir = TempDir::new("badconfig");
+    let dir = TempDir::new("bin-badconfig");
     let path = dir.0.join("engine.toml");
     std::fs::write(
         &path,

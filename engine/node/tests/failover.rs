@@ -29,26 +29,11 @@ use sequent_node::config::EngineConfig;
 use sequent_node::engine::replay_journal;
 use sequent_node::protocol::EngineMessage;
 
+mod support;
+use support::TempDir;
+
 const TIMEOUT: Duration = Duration::from_secs(20);
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("sequent-failover-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -306,7 +291,7 @@ fn kill_9_the_primary_under_load_again_and_again() {
         .unwrap_or(0x5eed_f00d_u64);
     eprintln!("SEQUENT_FAILOVER_SEED={seed}");
     let mut rng = Rng(seed | 1);
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new("failover-kill");
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let group = Ipv4Addr::new(239, 255, 76, 1);
     let (line_a, line_b) = if multicast_loopback_works(group, pa, LOCAL) {

@@ -10,10 +10,9 @@
 //! ledger after restart holds exactly the trades of the recovered engine journal, once each).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use sequent_node::client::Client;
@@ -23,26 +22,11 @@ use sequent_node::engine::Engine;
 use sequent_node::posting::{CASH_LEDGER, account_id, position_ledger, replay_ledger};
 use sequent_node::protocol::{ClientMessage, EngineMessage};
 
+mod support;
+use support::{TempDir, http, start_binary};
+
 const TIMEOUT: Duration = Duration::from_secs(20);
 const SYMBOLS: [&str; 2] = ["ABC", "XYZ"];
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("sequent-posting-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config_text(journal: &Path) -> String {
     format!(
@@ -81,16 +65,6 @@ segment_mib = 1
 
 fn config(dir: &Path) -> EngineConfig {
     EngineConfig::parse(&config_text(&dir.join("journal"))).unwrap()
-}
-
-fn http(address: SocketAddr, request: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(format!("{request} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
 }
 
 /// The naive model: balances (credits − debits) per (venue account, ledger), from fills.
@@ -265,7 +239,7 @@ fn metric(text: &str, name: &str) -> u64 {
 
 #[test]
 fn every_trade_is_posted_once_and_survives_restarts() {
-    let dir = TempDir::new("graceful");
+    let dir = TempDir::new("posting-graceful");
     let config = config(&dir.0);
     let mut model = Model::default();
 
@@ -328,38 +302,6 @@ fn every_trade_is_posted_once_and_survives_restarts() {
     assert_eq!(check_ledger(&config, trades, &model), digest);
 }
 
-/// A `sequent-engine` process, killed on drop.
-struct Running {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_binary(config: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sequent-engine"))
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("the engine printed nothing").unwrap();
-        if let Some(address) = line.strip_prefix("listening: ") {
-            break address.parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, address }
-}
-
 /// The trades of the engine journal, by replaying it through a fresh core.
 fn journal_trades(config: &EngineConfig) -> Vec<Trade> {
     let mut core = Core::new(&CoreConfig {
@@ -392,7 +334,7 @@ fn journal_trades(config: &EngineConfig) -> Vec<Trade> {
 
 #[test]
 fn kill_9_mid_load_loses_and_doubles_no_posting() {
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new("posting-kill");
     let path = dir.0.join("engine.toml");
     std::fs::write(&path, config_text(&dir.0.join("journal"))).unwrap();
     let config = config(&dir.0);

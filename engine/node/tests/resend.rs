@@ -6,10 +6,8 @@
 //! older than the history is answered with a gap; a `next_expected` above what the engine sent is
 //! refused without disturbing another session.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,25 +18,10 @@ use sequent_node::protocol::{
     ClientMessage, EngineMessage, FRAME_LEN_MAX, Frame, SessionRejectReason, encode_engine,
 };
 
+mod support;
+use support::{TempDir, start_binary};
+
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("sequent-resend-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(dir: &Path, resend_history: u32) -> EngineConfig {
     let mut config = EngineConfig::loopback(dir, true);
@@ -143,7 +126,7 @@ fn first_half(engine: &Engine, drop_it: bool) -> Option<Client> {
 
 #[test]
 fn a_client_that_drops_unread_is_resent_exactly_what_a_connected_twin_got() {
-    let (dir, twin_dir) = (TempDir::new("drop"), TempDir::new("twin"));
+    let (dir, twin_dir) = (TempDir::new("resend-drop"), TempDir::new("resend-twin"));
     let engine = Engine::start(&config(&dir.0, 1024)).unwrap();
     let twin_engine = Engine::start(&config(&twin_dir.0, 1024)).unwrap();
 
@@ -185,7 +168,7 @@ fn a_client_that_drops_unread_is_resent_exactly_what_a_connected_twin_got() {
 
 #[test]
 fn a_bad_next_expected_is_refused_and_another_session_never_notices() {
-    let dir = TempDir::new("bad");
+    let dir = TempDir::new("resend-bad");
     let engine = Engine::start(&config(&dir.0, 1024)).unwrap();
     let (mut one, _) = login(engine.address(), 1, 0);
     sells(&mut one, 1, 5);
@@ -231,7 +214,7 @@ fn a_bad_next_expected_is_refused_and_another_session_never_notices() {
 
 #[test]
 fn a_range_older_than_the_history_is_answered_with_a_gap_then_the_rest() {
-    let dir = TempDir::new("gap");
+    let dir = TempDir::new("resend-gap");
     let engine = Engine::start(&config(&dir.0, 4)).unwrap();
     let (mut one, _) = login(engine.address(), 1, 0);
     sells(&mut one, 1, 10);
@@ -280,7 +263,7 @@ fn trade_and_read_all(address: SocketAddr) -> Vec<Frame<EngineMessage>> {
 
 #[test]
 fn after_a_graceful_restart_the_missed_replies_are_resent_from_the_snapshot() {
-    let dir = TempDir::new("restart");
+    let dir = TempDir::new("resend-restart");
     // A snapshot at the stop: recovery restores the history from it (the kill -9 test below
     // covers the replay of the journal).
     let mut config = config(&dir.0, 1024);
@@ -309,42 +292,9 @@ fn after_a_graceful_restart_the_missed_replies_are_resent_from_the_snapshot() {
     engine.shutdown().unwrap();
 }
 
-/// A `sequent-engine` process, killed on drop.
-struct Running {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_binary(config: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sequent-engine"))
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("the engine printed nothing").unwrap();
-        if let Some(address) = line.strip_prefix("listening: ") {
-            break address.parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the engine never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, address }
-}
-
 #[test]
 fn after_kill_9_the_replies_released_before_the_crash_are_resent() {
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new("resend-kill");
     let path = dir.0.join("engine.toml");
     std::fs::write(
         &path,

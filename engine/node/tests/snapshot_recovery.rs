@@ -3,8 +3,7 @@
 //! it, to the same digest, feed position and books as a replay of the whole journal; a damaged
 //! newest snapshot is passed over for an older one; old files are pruned.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -13,36 +12,10 @@ use sequent_node::config::EngineConfig;
 use sequent_node::engine::{Engine, replay_journal};
 use sequent_node::protocol::EngineMessage;
 
+mod support;
+use support::{TempDir, http};
+
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("sequent-snapshots-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn http(address: SocketAddr, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(format!("{request} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
 
 fn snapshot_files(dir: &Path) -> Vec<u64> {
     let mut found: Vec<u64> = std::fs::read_dir(dir)
@@ -101,7 +74,7 @@ fn trade(engine: &Engine, first: u32, count: u32) {
 
 #[test]
 fn restarts_load_the_newest_snapshot_and_replay_only_the_rest() {
-    let dir = TempDir::new("restart");
+    let dir = TempDir::new("snapshots-restart");
     let mut config = EngineConfig::loopback(&dir.0.join("journal"), true);
     config.snapshots.every_records = 1_000;
     config.snapshots.keep = 2;

@@ -5,7 +5,7 @@
 //! refuses to start as primary; a diverged journal is archived, never merged.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,25 +16,10 @@ use sequent_node::engine::{Engine, replay_journal};
 use sequent_node::protocol::EngineMessage;
 use sequent_node::standby::Standby;
 
+mod support;
+use support::{TempDir, http};
+
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("sequent-standby-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -77,17 +62,6 @@ fn sell(client: &mut Client, ids: std::ops::RangeInclusive<u32>) {
 }
 
 /// One HTTP request line to the metrics/admin endpoint; the whole answer.
-fn http(address: SocketAddr, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(format!("{request} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
-
 fn records(dir: &Path) -> Vec<(u64, u64, u8, Vec<u8>)> {
     let mut reader = Reader::open(dir).unwrap();
     let mut out = Vec::new();
@@ -99,7 +73,7 @@ fn records(dir: &Path) -> Vec<(u64, u64, u8, Vec<u8>)> {
 
 #[test]
 fn a_standby_follows_then_takes_over_on_a_planned_hand_over() {
-    let dir = TempDir::new("handover");
+    let dir = TempDir::new("standby-handover");
     let (repl_a, repl_b) = (free_addr(), free_addr());
     let primary_config = config(&dir.0.join("a"), repl_a, Some(repl_b), true);
     let standby_config = config(&dir.0.join("b"), repl_b, Some(repl_a), true);
@@ -178,7 +152,7 @@ fn a_standby_follows_then_takes_over_on_a_planned_hand_over() {
 
 #[test]
 fn a_late_standby_catches_up_from_the_files_then_follows_live() {
-    let dir = TempDir::new("late");
+    let dir = TempDir::new("standby-late");
     let (repl_a, repl_b) = (free_addr(), free_addr());
     // Without standby acknowledgements the primary serves alone until the standby comes.
     let mut primary_config = config(&dir.0.join("a"), repl_a, None, false);
@@ -225,7 +199,7 @@ fn a_late_standby_catches_up_from_the_files_then_follows_live() {
 
 #[test]
 fn a_replaced_primary_refuses_to_start_and_comes_back_as_a_standby() {
-    let dir = TempDir::new("fence");
+    let dir = TempDir::new("standby-fence");
     let (repl_a, repl_b) = (free_addr(), free_addr());
     let a_config = config(&dir.0.join("a"), repl_a, Some(repl_b), true);
     let mut b_config = config(&dir.0.join("b"), repl_b, Some(repl_a), true);

@@ -1,4 +1,5 @@
-//! The harness shared by the ledger fault tests (`ledger_partition.rs`, `ledger_torn_tail.rs`):
+//! The harness shared by the ledger fault tests (`ledger_shards.rs`, `ledger_partition.rs`,
+//! `ledger_torn_tail.rs`):
 //! shard and coordinator processes, a seeded generator, the end-of-run checks (every transfer
 //! whole on every shard, no money created or destroyed, the coordinator's journal agreeing with
 //! the shards'), and the journal surgery that stands in for a crash mid-write.
@@ -71,6 +72,16 @@ pub fn free_port() -> u16 {
 /// `transfers` cross-shard transfers; with `amount_max` 1 no prepare can fail for lack of funds
 /// (30 accounts of 1,000 each), so every voided transfer was aborted by a timeout.
 pub fn write_input(dir: &Path, rng: &mut Rng, transfers: u64, amount_max: u64) -> PathBuf {
+    write_input_with(dir, rng, transfers, |_, rng| 1 + rng.below(amount_max))
+}
+
+/// [`write_input`] with each transfer's amount drawn by `amount(id, rng)`.
+pub fn write_input_with(
+    dir: &Path,
+    rng: &mut Rng,
+    transfers: u64,
+    amount: impl Fn(u64, &mut Rng) -> u64,
+) -> PathBuf {
     let mut input = String::new();
     for id in 1..=transfers {
         let debit = 1 + rng.below(ACCOUNTS);
@@ -78,7 +89,7 @@ pub fn write_input(dir: &Path, rng: &mut Rng, transfers: u64, amount_max: u64) -
         while credit % u64::from(SHARDS) == debit % u64::from(SHARDS) {
             credit = 1 + rng.below(ACCOUNTS);
         }
-        let amount = 1 + rng.below(amount_max);
+        let amount = amount(id, rng);
         writeln!(
             input,
             r#"{{"op":"transfer","id":{id},"debit":{debit},"credit":{credit},"amount":{amount},"ledger":1,"code":1}}"#

@@ -520,8 +520,9 @@ fn run(commands: &[Command]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-#[test]
-fn venue_agrees_with_the_reference_book_and_keeps_its_invariants() {
+/// A runner seeded from `PROPTEST_RNG_SEED` (else the clock; printed) running `PROPTEST_CASES`
+/// cases (default 256), and its seed for the failure message.
+fn seeded_runner() -> (TestRunner, u64) {
     let seed = std::env::var("PROPTEST_RNG_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -542,7 +543,12 @@ fn venue_agrees_with_the_reference_book_and_keeps_its_invariants() {
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner = TestRunner::new(config);
+    (TestRunner::new(config), seed)
+}
+
+#[test]
+fn venue_agrees_with_the_reference_book_and_keeps_its_invariants() {
+    let (mut runner, seed) = seeded_runner();
     let stream = prop::collection::vec(command(), 1..300);
     if let Err(e) = runner.run(&stream, |commands| run(&commands)) {
         panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
@@ -665,27 +671,7 @@ fn run_with_limits(commands: &[Command]) -> Result<(), TestCaseError> {
 
 #[test]
 fn exposure_never_exceeds_the_limits_in_force() {
-    let seed = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
-    println!("seed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
-    let config = Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let (mut runner, seed) = seeded_runner();
     let stream = prop::collection::vec(risky_command(), 1..300);
     if let Err(e) = runner.run(&stream, |commands| run_with_limits(&commands)) {
         panic!("{e}\nseed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
@@ -734,27 +720,7 @@ fn run_with_snapshot(commands: &[Command], cut: usize) -> Result<(), TestCaseErr
 
 #[test]
 fn a_restored_venue_behaves_like_the_original() {
-    let seed = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
-    println!("seed = {seed} (replay with PROPTEST_RNG_SEED={seed})");
-    let config = Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let (mut runner, seed) = seeded_runner();
     let stream = (
         prop::collection::vec(risky_command(), 1..300),
         any::<usize>(),

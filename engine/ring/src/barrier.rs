@@ -46,12 +46,9 @@ impl<E> Barrier<E> {
     #[inline(always)]
     pub(crate) fn available(&self, next: i64) -> i64 {
         if self.upstream.is_empty() {
-            // Acquire (in `Sequence::get`): pairs with the producer's Release on publication.
-            let cursor = self.core.cursor.get();
-            if cursor < next {
-                return cursor;
-            }
-            self.core.highest_published(next, cursor)
+            // Acquire loads of the slots' flags (and perhaps the cursor) pair with the producer's
+            // Release stores on publication.
+            self.core.highest_published(next)
         } else {
             // Upstream handlers only release published sequences, so no availability scan is
             // needed; Acquire loads pair with their Release after they finished with the slots.

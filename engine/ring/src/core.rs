@@ -1,19 +1,35 @@
 //! The state every producer and consumer of one ring shares: the slots, the cursor, the
-//! multi-producer availability flags, the lifecycle and the blocking notifier.
+//! per-slot publication flags, the lifecycle and the blocking notifier.
 
 use std::fmt;
 
 use crate::sequence::{SEQUENCE_INITIAL, Sequence};
-use crate::sync::{AtomicBool, AtomicI32, AtomicI64, Cell, Ordering, fence};
+use crate::sync::{AtomicBool, AtomicI64, Cell, Ordering, fence};
 use crate::wait::Notifier;
 
 /// The most stages a ring's graph may have. Each stage boundary has its own notifier, so a parked
 /// handler is woken only by the stage it waits for, never by every publication.
 pub const STAGES_MAX: usize = 16;
 
-/// The largest ring, in slots (a limit on memory at start-up, not on correctness: availability
-/// rounds are compared for equality and a slot's flag is never more than one lap stale).
+/// The largest ring, in slots (a limit on memory at start-up, not on correctness: a slot's flag
+/// holds a whole sequence and is compared for equality).
 pub const RING_SLOTS_MAX: usize = 1 << 30;
+
+/// One slot: the event, and the sequence last published into it.
+///
+/// The flag lives on the slot's own cache line, so a first-stage consumer learns that `n` is
+/// published from the line it is about to read `n` from, and reads the cursor only for a long
+/// backlog; the cursor's line stays with the producer. Measured (docs/BENCHMARKS.md#ring, `1p1c`):
+/// with the cursor polled for every batch, single publication settled on a near-empty ring at
+/// about 30M events/s, half of `disruptor`; with the flag it runs the consumer in long batches at
+/// 170-270M.
+#[derive(Debug)]
+struct Slot<E> {
+    /// The sequence last published into this slot; [`SEQUENCE_INITIAL`] before the first. A slot
+    /// at index `i` holds sequences `i`, `i + size`, ... so a stale lap never reads as current.
+    published: AtomicI64,
+    value: Cell<E>,
+}
 
 pub(crate) struct Core<E> {
     /// Preallocated slots; `slots.len()` is a power of two. A slot is written only by the producer
@@ -21,17 +37,14 @@ pub(crate) struct Core<E> {
     /// slot is padded to its own cache-line pair, so the producer writing sequence `n + 1` never
     /// steals the line a consumer is reading `n` from (measured: batched 1P-1C went from 179M to
     /// 264M events/s on the 2-core CI machine); the cost is memory, 128 bytes per small slot.
-    slots: Box<[crossbeam_utils::CachePadded<Cell<E>>]>,
+    slots: Box<[crossbeam_utils::CachePadded<Slot<E>>]>,
     /// `slots.len() - 1`: sequence → index is `seq & mask`.
     mask: i64,
-    /// log2(slots.len()): sequence → availability round is `seq >> shift`.
-    shift: u32,
     /// Single producer: the highest published sequence. Multi producer: the highest *claimed*
-    /// sequence; what is published is told by `available`.
+    /// sequence; what is published is told by each slot's `published` flag.
     pub(crate) cursor: Sequence,
-    /// Multi producer only: for each slot, the round (`seq >> shift`) of the last sequence
-    /// published into it. Empty for a single producer.
-    available: Box<[AtomicI32]>,
+    /// Several producers claim with atomics and publish out of order.
+    multi_producer: bool,
     /// `notifiers[k]` wakes parked consumers of stage `k`; it is signalled by the producer
     /// (`k == 0`) or by the consumers of stage `k - 1`. `notifiers[stages]` wakes a producer
     /// parked on a full ring and is signalled by the last stage.
@@ -39,12 +52,21 @@ pub(crate) struct Core<E> {
     pub(crate) lifecycle: Lifecycle,
 }
 
+/// How many slots a first-stage consumer checks one by one before it reads the cursor to take
+/// the rest of a long backlog at once. Below this the ring is near empty and the cursor's line
+/// stays with the producer; above it one cursor read per batch costs nothing. The loom models
+/// use 1, so that their few events take the cursor path too.
+#[cfg(not(loom))]
+const SCAN_BEFORE_CURSOR: i64 = 8;
+#[cfg(loom)]
+const SCAN_BEFORE_CURSOR: i64 = 1;
+
 impl<E> fmt::Debug for Core<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
             .field("slots", &self.slots.len())
             .field("cursor", &self.cursor.get())
-            .field("multi_producer", &!self.available.is_empty())
+            .field("multi_producer", &self.multi_producer)
             .finish_non_exhaustive()
     }
 }
@@ -66,20 +88,19 @@ impl<E> Core<E> {
             size <= RING_SLOTS_MAX,
             "ring size {size} exceeds {RING_SLOTS_MAX}"
         );
-        let slots: Box<[crossbeam_utils::CachePadded<Cell<E>>]> = (0..size)
-            .map(|_| crossbeam_utils::CachePadded::new(Cell::new(factory())))
+        let slots: Box<[crossbeam_utils::CachePadded<Slot<E>>]> = (0..size)
+            .map(|_| {
+                crossbeam_utils::CachePadded::new(Slot {
+                    published: AtomicI64::new(SEQUENCE_INITIAL),
+                    value: Cell::new(factory()),
+                })
+            })
             .collect();
-        let available: Box<[AtomicI32]> = if multi_producer {
-            (0..size).map(|_| AtomicI32::new(-1)).collect()
-        } else {
-            Box::new([])
-        };
         Self {
             slots,
             mask: size as i64 - 1,
-            shift: size.trailing_zeros(),
             cursor: Sequence::new(SEQUENCE_INITIAL),
-            available,
+            multi_producer,
             notifiers: (0..=STAGES_MAX).map(|_| Notifier::new()).collect(),
             lifecycle: Lifecycle::new(),
         }
@@ -98,7 +119,7 @@ impl<E> Core<E> {
     /// puts a mutating handler alone in its stage).
     #[inline(always)]
     pub(crate) unsafe fn slot_ref<R>(&self, seq: i64, f: impl FnOnce(&E) -> R) -> R {
-        let cell = &self.slots[(seq & self.mask) as usize];
+        let cell = &self.slot(seq).value;
         // SAFETY: shared access is exclusive of writers per this function's contract.
         cell.with(|p| f(unsafe { &*p }))
     }
@@ -111,7 +132,7 @@ impl<E> Core<E> {
     /// `seq` is between its barrier and its own sequence.
     #[inline(always)]
     pub(crate) unsafe fn slot_mut<R>(&self, seq: i64, f: impl FnOnce(&mut E) -> R) -> R {
-        let cell = &self.slots[(seq & self.mask) as usize];
+        let cell = &self.slot(seq).value;
         // SAFETY: exclusive access per this function's contract.
         cell.with_mut(|p| f(unsafe { &mut *p }))
     }
@@ -120,39 +141,57 @@ impl<E> Core<E> {
     /// outlive a closure. Dereferencing it carries [`Core::slot_mut`]'s obligations.
     #[inline(always)]
     pub(crate) fn slot_ptr(&self, seq: i64) -> *mut E {
-        self.slots[(seq & self.mask) as usize].with_mut(|p| p)
-    }
-
-    /// Multi producer: marks `seq` published. Release: pairs with the Acquire in
-    /// [`Core::is_available`], making the slot write visible to whoever sees the flag.
-    #[inline(always)]
-    pub(crate) fn set_available(&self, seq: i64) {
-        let index = (seq & self.mask) as usize;
-        self.available[index].store((seq >> self.shift) as i32, Ordering::Release);
+        self.slot(seq).value.with_mut(|p| p)
     }
 
     #[inline(always)]
-    fn is_available(&self, seq: i64) -> bool {
-        let index = (seq & self.mask) as usize;
-        // Acquire: pairs with the Release in `set_available`.
-        self.available[index].load(Ordering::Acquire) == (seq >> self.shift) as i32
+    fn slot(&self, seq: i64) -> &Slot<E> {
+        &self.slots[(seq & self.mask) as usize]
     }
 
-    /// The highest sequence at or after `lowest` up to `claimed` that is published with no gap,
-    /// or `lowest - 1` if `lowest` itself is not yet published.
+    /// Marks `seq` published (after its slot was written). Release: pairs with the Acquire in
+    /// [`Core::is_published`], making the slot write visible to whoever sees the flag.
     #[inline(always)]
-    pub(crate) fn highest_published(&self, lowest: i64, claimed: i64) -> i64 {
-        if self.available.is_empty() {
-            return claimed;
-        }
-        let mut seq = lowest;
-        while seq <= claimed {
-            if !self.is_available(seq) {
+    pub(crate) fn set_published(&self, seq: i64) {
+        self.slot(seq).published.store(seq, Ordering::Release);
+    }
+
+    #[inline(always)]
+    fn is_published(&self, seq: i64) -> bool {
+        // Acquire: pairs with the Release in `set_published`.
+        self.slot(seq).published.load(Ordering::Acquire) == seq
+    }
+
+    /// What a first-stage consumer that wants `next` may read: the highest sequence from `next`
+    /// on that is published with no gap, or `next - 1` if `next` is not published yet.
+    ///
+    /// It checks the slots' flags one by one (lines it reads next anyway), and only after
+    /// [`SCAN_BEFORE_CURSOR`] published slots in a row does it consult the cursor: a single
+    /// producer's cursor covers everything up to it; a multi producer's cursor only bounds the
+    /// claims, so the scan goes on to it.
+    #[inline(always)]
+    pub(crate) fn highest_published(&self, next: i64) -> i64 {
+        let mut seq = next;
+        let scan_end = next + SCAN_BEFORE_CURSOR;
+        while seq < scan_end {
+            if !self.is_published(seq) {
                 return seq - 1;
             }
             seq += 1;
         }
-        claimed
+        // Acquire (in `Sequence::get`): pairs with the producers' Release on the cursor.
+        let cursor = self.cursor.get();
+        if !self.multi_producer {
+            // Everything up to the cursor was published before the cursor was stored.
+            return cursor.max(seq - 1);
+        }
+        while seq <= cursor {
+            if !self.is_published(seq) {
+                return seq - 1;
+            }
+            seq += 1;
+        }
+        seq - 1
     }
 
     /// The notifier at stage boundary `boundary` (see `notifiers`).

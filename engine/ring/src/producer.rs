@@ -283,8 +283,11 @@ impl<E: Send + Sync + 'static> SingleProducer<E> {
         // established that every gating consumer released the slot's previous lap.
         unsafe { self.core.slot_mut(seq, f) };
         self.claimed = seq;
-        // Release (in `Sequence::set`): publishes the slot write; pairs with the Acquire in
-        // `Barrier::available`.
+        // Release stores, flag first: first-stage consumers find the flag on the slot's line;
+        // the cursor (which is stored after it, so it never covers an unflagged slot) serves
+        // long backlogs, `shutdown` and back-pressure. Both pair with the Acquires in
+        // `Core::highest_published`.
+        self.core.set_published(seq);
         self.core.cursor.set(seq);
         self.core.notifier(0).signal();
         seq
@@ -299,7 +302,10 @@ impl<E: Send + Sync + 'static> SingleProducer<E> {
             last,
         });
         self.claimed = last;
-        // Release: publishes the whole batch at once; pairs with the Acquire in `Barrier::available`.
+        // Release stores: each slot's flag, then the cursor; see `write_and_publish`.
+        for seq in first..=last {
+            self.core.set_published(seq);
+        }
         self.core.cursor.set(last);
         self.core.notifier(0).signal();
         last
@@ -307,7 +313,7 @@ impl<E: Send + Sync + 'static> SingleProducer<E> {
 }
 
 impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
-    #[inline]
+    #[inline(always)]
     fn try_publish<F: FnOnce(&mut E)>(&mut self, f: F) -> Result<i64, TryPublishError> {
         if !self.has_room(1) {
             return Err(full_or_halted(&self.core));
@@ -315,7 +321,7 @@ impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
         Ok(self.write_and_publish(f))
     }
 
-    #[inline]
+    #[inline(always)]
     fn publish<F: FnOnce(&mut E)>(&mut self, f: F) -> Result<i64, Halted> {
         self.claim_or_wait(1)?;
         Ok(self.write_and_publish(f))
@@ -360,7 +366,7 @@ impl<E: Send + Sync + 'static> Producer<E> for SingleProducer<E> {
 }
 
 /// A producer handle that may be cloned into many threads. Claims are an atomic add (blocking) or
-/// a compare-and-swap (try); each slot carries an availability flag so consumers see a gap-free
+/// a compare-and-swap (try); each slot carries a publication flag so consumers see a gap-free
 /// prefix even when producers finish out of order.
 pub struct MultiProducer<E> {
     core: Arc<Core<E>>,
@@ -404,7 +410,7 @@ impl<E> Drop for PublishOnDrop<'_, E> {
     #[inline(always)]
     fn drop(&mut self) {
         for seq in self.first..=self.last {
-            self.core.set_available(seq);
+            self.core.set_published(seq);
         }
         self.core.notifier(0).signal();
     }

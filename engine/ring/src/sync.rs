@@ -7,11 +7,11 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, fence};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, fence};
 
 pub(crate) use std::sync::atomic::Ordering;
 

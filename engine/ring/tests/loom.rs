@@ -64,6 +64,27 @@ fn single_producer_wraps_a_one_slot_ring_without_overwriting_unread_slots() {
     });
 }
 
+/// The consumer finds slot 0 flagged and then reads the cursor to take the rest of the batch
+/// (loom builds check one flag before the cursor): the cursor must never cover a slot the
+/// producer is still writing.
+#[test]
+fn single_producer_cursor_never_covers_a_slot_being_written() {
+    model(|| {
+        let (b, mut poller) =
+            build_single_producer(2, || 0u64, WaitStrategy::Yielding).event_poller();
+        let mut producer = b.build().unwrap();
+        let t = thread::spawn(move || {
+            for v in 10..13 {
+                publish_spin(&mut producer, v);
+            }
+            producer
+        });
+        let got = drain(&mut poller, 3);
+        assert_eq!(got, vec![(0, 10), (1, 11), (2, 12)]);
+        t.join().unwrap().shutdown().unwrap();
+    });
+}
+
 #[test]
 fn multi_producer_claims_never_collide_and_publish_without_gaps() {
     model(|| {

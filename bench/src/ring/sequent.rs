@@ -122,7 +122,7 @@ struct SequentPublisher<P> {
 }
 
 impl<P: Producer<RingEvent>> Publish for SequentPublisher<P> {
-    #[inline]
+    #[inline(always)]
     fn publish(&mut self, msg: Msg) -> bool {
         match self.producer.publish(|event| event.fill(msg)) {
             Ok(_) => true,
@@ -133,7 +133,7 @@ impl<P: Producer<RingEvent>> Publish for SequentPublisher<P> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn publish_batch(&mut self, n: usize, msgs: impl Iterator<Item = Msg> + Clone) -> bool {
         match self
             .producer

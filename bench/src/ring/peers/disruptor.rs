@@ -142,7 +142,7 @@ struct DisruptorPublisher<'c, 'a, P> {
 }
 
 impl<P: Producer<RingEvent>> Publish for DisruptorPublisher<'_, '_, P> {
-    #[inline]
+    #[inline(always)]
     fn publish(&mut self, msg: Msg) -> bool {
         let Some(backoff) = &mut self.backoff else {
             self.producer.publish(|event| event.fill(msg));
@@ -160,6 +160,7 @@ impl<P: Producer<RingEvent>> Publish for DisruptorPublisher<'_, '_, P> {
         }
     }
 
+    #[inline(always)]
     fn publish_batch(&mut self, n: usize, msgs: impl Iterator<Item = Msg> + Clone) -> bool {
         let Some(backoff) = &mut self.backoff else {
             self.producer

@@ -128,11 +128,12 @@ impl<'c, 'a, T: QueueTx> QueuePublisher<'c, 'a, T> {
 }
 
 impl<T: QueueTx> Publish for QueuePublisher<'_, '_, T> {
-    #[inline]
+    #[inline(always)]
     fn publish(&mut self, msg: Msg) -> bool {
         push_blocking(&mut self.tx, msg, &mut self.backoff, self.ctx)
     }
 
+    #[inline(always)]
     fn publish_batch(&mut self, n: usize, msgs: impl Iterator<Item = Msg> + Clone) -> bool {
         if T::NATIVE_BATCH {
             push_chunk_blocking(&mut self.tx, n, msgs, &mut self.backoff, self.ctx)
@@ -153,12 +154,13 @@ struct DualPublisher<'c, 'a, T> {
 }
 
 impl<T: QueueTx> Publish for DualPublisher<'_, '_, T> {
-    #[inline]
+    #[inline(always)]
     fn publish(&mut self, msg: Msg) -> bool {
         push_blocking(&mut self.a, msg, &mut self.backoff, self.ctx)
             && push_blocking(&mut self.b, msg, &mut self.backoff, self.ctx)
     }
 
+    #[inline(always)]
     fn publish_batch(&mut self, n: usize, msgs: impl Iterator<Item = Msg> + Clone) -> bool {
         if !T::NATIVE_BATCH {
             return msgs.into_iter().all(|msg| self.publish(msg));

@@ -250,7 +250,7 @@ impl Drop for DoneGuard {
 /// each producer loop is one loop with the queue's own code in it, for every implementation
 /// alike. Left to the compiler, `disruptor`'s small body was inlined and `sequent-ring`'s stayed
 /// a call per event, with the `Msg` passed through memory; measured, that alone kept
-/// `sequent-ring` `1p1c` on a near-empty ring at about 30M events/s (docs/BENCHMARKS.md#ring).
+/// `sequent-ring` `1p1c` on a near-empty ring at about 30M events/s (docs/BENCHMARKS.md#reading-the-figures).
 pub(crate) trait Publish {
     /// Publishes one event, waiting while full; false if the run was aborted or the ring halted.
     fn publish(&mut self, msg: Msg) -> bool;

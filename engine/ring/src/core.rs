@@ -19,7 +19,7 @@ pub const RING_SLOTS_MAX: usize = 1 << 30;
 ///
 /// The flag lives on the slot's own cache line, so a first-stage consumer learns that `n` is
 /// published from the line it is about to read `n` from, and reads the cursor only for a long
-/// backlog; the cursor's line stays with the producer. Measured (docs/BENCHMARKS.md#ring, `1p1c`):
+/// backlog; the cursor's line stays with the producer. Measured (docs/BENCHMARKS.md#reading-the-figures, `1p1c`):
 /// with the cursor polled for every batch, single publication settled on a near-empty ring at
 /// about 30M events/s, half of `disruptor`; with the flag it runs the consumer in long batches at
 /// 170-270M.

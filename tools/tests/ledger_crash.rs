@@ -8,7 +8,9 @@
 //!
 //! - the final balances equal those of one uninterrupted run without a journal;
 //! - every run's result lines are a contiguous stretch of the uninterrupted run's, in order, and
-//!   no transfer is acknowledged `ok` twice: nothing was applied twice, nothing skipped;
+//!   no transfer is acknowledged `ok` twice: nothing was applied twice, nothing skipped (a killed
+//!   run's results for lines it journaled but had not yet synced are never printed: results are
+//!   released only after the sync that makes their lines durable);
 //! - every transfer acknowledged `ok` by any run is in the final ledger exactly as sent: sent
 //!   again on the same journal, each answers `exists`.
 //!
@@ -321,11 +323,17 @@ fn sigkilled_runs_resume_to_the_uninterrupted_result() {
             }
         }
     }
-    assert_eq!(
-        at,
-        reference_results.len(),
-        "the last run ends where the input ends"
-    );
+    // Results are released only once the journal holding their lines is synced, so a run killed
+    // after journaling lines but before releasing their results never answers them (they were
+    // never acknowledged; the probe below finds them applied all the same). The final run answers
+    // what the journal did not hold, through to the end of the input.
+    if runs.last().is_some_and(|last| !last.is_empty()) {
+        assert_eq!(
+            at,
+            reference_results.len(),
+            "the last run ends where the input ends"
+        );
+    }
 
     // Every transfer acknowledged `ok` is in the ledger as sent: every line the uninterrupted
     // run answered `ok` (a superset, whole chains included; result lines follow input lines

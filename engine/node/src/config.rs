@@ -64,6 +64,10 @@ pub struct LedgerSection {
     pub transfers_max: u32,
     /// Segment size of the ledger journal, MiB.
     pub segment_mib: u64,
+    /// Write a snapshot of the posting ledger every this many trades, at the first batch boundary
+    /// past it (batches hold at most 256 trades; 0: only at a graceful stop); recovery restores
+    /// the newest usable one and replays the ledger journal after it.
+    pub snapshot_every: u64,
 }
 
 impl Default for LedgerSection {
@@ -72,6 +76,7 @@ impl Default for LedgerSection {
             dir: None,
             transfers_max: 1 << 20,
             segment_mib: 16,
+            snapshot_every: 0,
         }
     }
 }

@@ -16,7 +16,9 @@
 //! ([`transfers_of`]), and the ledger applies each trade at the trade's own sequenced time, so
 //! the rebuilt ledger (and its `state_digest()`) is the same however the live run batched.
 //!
-//! Recovery: the ledger journal is replayed first (its last trade number is the posted point);
+//! Recovery: the newest usable snapshot of the ledger (written at every graceful stop and, with
+//! `[ledger] snapshot_every`, every N trades) is restored and the ledger journal after it is
+//! replayed (its last trade number is the posted point);
 //! the engine's recovery replay then hands this module every trade after that point again
 //! ([`Posting::take`]), so nothing is lost; transfer ids derived from the trade number make a
 //! repeat answer `exists`, so nothing is doubled even if the point were wrong.
@@ -27,6 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sequent_journal::snapshot::{EngineId, SnapshotStore};
 use sequent_journal::{DurableWatch, Reader, Writer};
 use sequent_ledger::{Account, AccountFlags, Ledger, Outcome, Transfer, TransferFlags};
 use sequent_ring::EventHandler;
@@ -54,6 +57,15 @@ pub const TRADE_RECORD_LEN: usize = 8 + 8 + 2 + 4 + 4 + 8 + 8;
 /// Trades posted per ledger lock: the batch is applied when it is full or the ring has nothing
 /// more for now.
 pub const BATCH_TRADES_MAX: usize = 256;
+
+/// The posting ledger's engine id in its journal's snapshot files ("LPST"), and its state version.
+pub const SNAPSHOT_ENGINE: EngineId = EngineId {
+    tag: u32::from_be_bytes(*b"LPST"),
+    version_max: 1,
+};
+
+/// Snapshots kept in the ledger journal's `snapshots/`; older ones are removed after each write.
+const SNAPSHOTS_KEPT: usize = 2;
 
 /// The ledger of the instrument of book `symbol`.
 #[must_use]
@@ -218,6 +230,19 @@ pub fn ledger_dir(config: &EngineConfig) -> Option<PathBuf> {
     )
 }
 
+/// The posting ledger's capacities for `config`.
+///
+/// # Panics
+/// When `config` has no `[ledger]` section.
+#[must_use]
+pub fn ledger_config(config: &EngineConfig) -> sequent_ledger::Config {
+    let section = config.ledger.as_ref().expect("a [ledger] section");
+    sequent_ledger::Config {
+        accounts_max: config.venue.accounts_max * (1 + config.symbols.len() as u32),
+        transfers_max: section.transfers_max,
+    }
+}
+
 /// A fresh ledger sized for `config`, with every account created: for each venue account, its
 /// cash account and one position account per symbol (at time 0, in that order: deterministic).
 ///
@@ -225,13 +250,9 @@ pub fn ledger_dir(config: &EngineConfig) -> Option<PathBuf> {
 /// When `config` has no `[ledger]` section.
 #[must_use]
 pub fn new_ledger(config: &EngineConfig) -> Ledger {
-    let section = config.ledger.as_ref().expect("a [ledger] section");
     let accounts = config.venue.accounts_max;
     let ledgers = 1 + config.symbols.len() as u32;
-    let mut ledger = Ledger::new(sequent_ledger::Config {
-        accounts_max: accounts * ledgers,
-        transfers_max: section.transfers_max,
-    });
+    let mut ledger = Ledger::new(ledger_config(config));
     for account in 0..accounts {
         for ledger_id in 1..=ledgers {
             let outcome = ledger.create_account(
@@ -302,6 +323,75 @@ pub struct Posting {
     /// The last trade journaled and the input that made it: a replayed trade with its number must
     /// equal it, or the ledger journal belongs to another history.
     last_trade: Option<(u64, Trade)>,
+    /// The ledger journal's `snapshots/`.
+    store: SnapshotStore,
+    /// Journal records since the newest snapshot (or since the start, without one).
+    since_snapshot: u64,
+    /// Snapshot every this many trades, at the first batch boundary past it (0: only at a
+    /// graceful stop).
+    snapshot_every: u64,
+    /// Reused by every snapshot (grown at the first).
+    snapshot_bytes: Vec<u8>,
+}
+
+/// What a posting snapshot holds besides the ledger: the posted point.
+fn encode_snapshot(
+    last_match: u64,
+    last_trade: Option<(u64, Trade)>,
+    ledger: &Ledger,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(&last_match.to_le_bytes());
+    match last_trade {
+        Some((input_sequence, trade)) => {
+            out.push(1);
+            out.extend_from_slice(&encode_trade(input_sequence, &trade));
+        }
+        None => {
+            out.push(0);
+            out.extend_from_slice(&[0; TRADE_RECORD_LEN]);
+        }
+    }
+    ledger.write_snapshot(out);
+}
+
+/// What a posting snapshot restores: the posted point and the ledger.
+struct Restored {
+    last_match: u64,
+    last_trade: Option<(u64, Trade)>,
+    ledger: Ledger,
+}
+
+/// The posted point and the ledger of a snapshot's state, or why it cannot be used.
+fn decode_snapshot(state: &[u8], config: sequent_ledger::Config) -> Result<Restored, String> {
+    let head = 8 + 1 + TRADE_RECORD_LEN;
+    let (Some((count, _)), true) = (state.split_first_chunk::<8>(), state.len() >= head) else {
+        return Err(format!(
+            "{} bytes, shorter than its {head}-byte header",
+            state.len()
+        ));
+    };
+    let last_match = u64::from_le_bytes(*count);
+    let last_trade = match state[8] {
+        0 => None,
+        1 => Some(
+            decode_trade(&state[9..head]).ok_or_else(|| "its last trade is garbled".to_owned())?,
+        ),
+        other => return Err(format!("last-trade flag {other}")),
+    };
+    if last_trade.map_or(0, |(_, t)| t.match_number) != last_match {
+        return Err(format!(
+            "its last trade {:?} is not its posted point {last_match}",
+            last_trade.map(|(_, t)| t.match_number)
+        ));
+    }
+    let ledger = Ledger::read_snapshot(config, &state[head..]).map_err(|e| e.to_string())?;
+    Ok(Restored {
+        last_match,
+        last_trade,
+        ledger,
+    })
 }
 
 impl Posting {
@@ -321,6 +411,8 @@ impl Posting {
         if let Some(truncation) = &writer.open_report().truncated {
             tracing::info!("ledger journal: {truncation}");
         }
+        let store = SnapshotStore::open(&dir.join("snapshots"))
+            .with_context(|| format!("cannot open {}/snapshots", dir.display()))?;
         let mut posting = Self {
             shared: Arc::new(Shared {
                 ledger: Mutex::new(new_ledger(config)),
@@ -339,9 +431,14 @@ impl Posting {
             outcomes: Vec::with_capacity(2),
             last_match: 0,
             last_trade: None,
+            store,
+            since_snapshot: 0,
+            snapshot_every: section.snapshot_every,
+            snapshot_bytes: Vec::new(),
         };
         if posting.writer.next_sequence() > 1 {
-            let mut reader = Reader::from_sequence(&dir, 1)?;
+            let replay_from = posting.restore(config, &dir)?;
+            let mut reader = Reader::from_sequence(&dir, replay_from)?;
             while let Some(entry) = reader.next()? {
                 let (input_sequence, trade) =
                     decode_record(entry.sequence, entry.kind, entry.payload)?;
@@ -356,19 +453,107 @@ impl Posting {
                 posting.last_match = trade.match_number;
                 posting.last_trade = Some((input_sequence, trade));
                 posting.batch.push((entry.timestamp_ns, trade));
+                posting.since_snapshot += 1;
                 if posting.batch.len() == BATCH_TRADES_MAX {
-                    posting.flush();
+                    posting.apply_batch();
                 }
             }
-            posting.flush();
+            posting.apply_batch();
             tracing::info!(
-                "ledger journal {}: {} trades, the last is {}",
+                "ledger journal {}: {} trades, the last is {}; {} replayed after the snapshot",
                 dir.display(),
                 posting.writer.next_sequence() - 1,
-                posting.last_match
+                posting.last_match,
+                posting.since_snapshot
             );
         }
         Ok(Some(posting))
+    }
+
+    /// Restores the newest usable snapshot, if any, and returns the journal sequence to replay
+    /// from. Snapshots that are damaged, of another journal, ahead of it, or of another capacity
+    /// are passed over (logged) for an older one or the journal's start.
+    fn restore(&mut self, config: &EngineConfig, dir: &Path) -> anyhow::Result<u64> {
+        let recovery = sequent_journal::recover(dir, &self.store, SNAPSHOT_ENGINE)
+            .with_context(|| format!("cannot recover the ledger journal in {}", dir.display()))?;
+        for rejected in &recovery.rejected {
+            tracing::warn!(
+                "ledger snapshot {} passed over: {}",
+                rejected.path.display(),
+                rejected.reason
+            );
+        }
+        let Some(snapshot) = &recovery.snapshot else {
+            return Ok(recovery.replay_from);
+        };
+        match decode_snapshot(&snapshot.state, ledger_config(config)) {
+            Ok(Restored {
+                last_match,
+                last_trade,
+                ledger,
+            }) => {
+                *self.shared.lock() = ledger;
+                self.last_match = last_match;
+                self.last_trade = last_trade;
+                self.shared.last_match.store(last_match, Ordering::Relaxed);
+                tracing::info!(
+                    "ledger snapshot {}: trades up to {last_match} (journal record {})",
+                    snapshot.path.display(),
+                    snapshot.sequence
+                );
+                Ok(recovery.replay_from)
+            }
+            Err(reason) if recovery.bounds.first_sequence <= 1 => {
+                tracing::warn!(
+                    "ledger snapshot {} passed over: {reason}; replaying the whole ledger journal",
+                    snapshot.path.display()
+                );
+                Ok(1)
+            }
+            Err(reason) => bail!(
+                "ledger snapshot {}: {reason}, and the ledger journal starts at record {}",
+                snapshot.path.display(),
+                recovery.bounds.first_sequence
+            ),
+        }
+    }
+
+    /// Syncs the journal and writes a snapshot of the ledger at its last record; keeps the
+    /// newest [`SNAPSHOTS_KEPT`].
+    fn snapshot(&mut self) -> anyhow::Result<()> {
+        let sequence = self.writer.next_sequence() - 1;
+        if sequence == 0 || self.since_snapshot == 0 {
+            return Ok(());
+        }
+        self.writer
+            .sync()
+            .context("cannot sync the ledger journal")?;
+        encode_snapshot(
+            self.last_match,
+            self.last_trade,
+            &self.shared.lock(),
+            &mut self.snapshot_bytes,
+        );
+        self.store
+            .write(
+                self.writer.journal_id(),
+                SNAPSHOT_ENGINE,
+                sequence,
+                &self.snapshot_bytes,
+            )
+            .context("cannot write the ledger snapshot")?;
+        for (_, old) in self
+            .store
+            .list()
+            .context("cannot list the ledger snapshots")?
+            .iter()
+            .skip(SNAPSHOTS_KEPT)
+        {
+            std::fs::remove_file(old)
+                .with_context(|| format!("cannot remove {}", old.display()))?;
+        }
+        self.since_snapshot = 0;
+        Ok(())
     }
 
     /// The shared counters and ledger.
@@ -426,14 +611,27 @@ impl Posting {
         self.last_match = trade.match_number;
         self.last_trade = Some((input_sequence, *trade));
         self.batch.push((ts, *trade));
+        self.since_snapshot += 1;
         if self.batch.len() == BATCH_TRADES_MAX {
             self.flush();
         }
         Ok(())
     }
 
-    /// Applies the queued trades to the ledger (one lock) and counts their outcomes.
+    /// Applies the queued trades to the ledger (one lock) and counts their outcomes; then, with
+    /// `snapshot_every`, writes a snapshot once that many trades were journaled since the last.
+    /// A failed snapshot is logged: the journal still holds every trade.
     pub fn flush(&mut self) {
+        self.apply_batch();
+        if self.snapshot_every > 0
+            && self.since_snapshot >= self.snapshot_every
+            && let Err(error) = self.snapshot()
+        {
+            tracing::warn!("ledger snapshot failed: {error:#}");
+        }
+    }
+
+    fn apply_batch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -486,12 +684,17 @@ impl Posting {
         Ok(())
     }
 
-    /// Applies what is queued, syncs and closes the journal.
+    /// Applies what is queued, syncs the journal, writes a snapshot of the ledger (if anything was
+    /// journaled since the last one; a failure is logged, the journal holds everything) and
+    /// closes the journal.
     pub fn close(mut self) -> anyhow::Result<()> {
-        self.flush();
+        self.apply_batch();
         self.writer
             .sync()
             .context("cannot sync the ledger journal")?;
+        if let Err(error) = self.snapshot() {
+            tracing::warn!("ledger snapshot at close failed: {error:#}");
+        }
         self.writer
             .close()
             .context("cannot close the ledger journal")?;

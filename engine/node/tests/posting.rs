@@ -58,6 +58,7 @@ every_records = 150
 [ledger]
 transfers_max = 65536
 segment_mib = 1
+snapshot_every = 40
 "#,
         journal.display()
     )
@@ -279,14 +280,61 @@ fn every_trade_is_posted_once_and_survives_restarts() {
         "the live ledger's digest differs from the one rebuilt from its journal:\n{admin}"
     );
 
-    // Run 2: a graceful restart rebuilds the same ledger and goes on from it.
+    // The stop wrote a snapshot of the ledger (and `snapshot_every` some before it; two kept).
+    let ledger_snapshots = dir.0.join("journal").join("ledger").join("snapshots");
+    let snapshot_files = || {
+        let mut files: Vec<_> = std::fs::read_dir(&ledger_snapshots)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    };
+    assert_eq!(snapshot_files().len(), 2, "{:?}", snapshot_files());
+
+    // Run 2: a graceful restart restores the ledger from that snapshot, re-applies nothing,
+    // and goes on from it.
     let engine = Engine::start(&config).unwrap();
-    let admin = http(engine.metrics_address().unwrap(), "GET /admin/ledger");
+    let metrics = engine.metrics_address().unwrap();
+    let admin = http(metrics, "GET /admin/ledger");
     assert!(admin.contains(&hex(&digest)), "{admin}");
+    let text = http(metrics, "GET /metrics");
+    assert_eq!(metric(&text, "sequent_ledger_last_trade"), trades);
+    assert_eq!(
+        metric(&text, "sequent_ledger_postings_total"),
+        0,
+        "the snapshot at the stop covers every trade: nothing is replayed"
+    );
     trade_round(engine.address(), 1001, 400, 0xfeed, &mut model);
     let trades = model.fills / 2;
     engine.shutdown().unwrap();
     let digest = check_ledger(&config, trades, &model);
+
+    // Run 2b: the newest snapshot damaged: it is passed over for the older one, and the ledger
+    // journal after that is replayed.
+    let newest = snapshot_files().pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    let engine = Engine::start(&config).unwrap();
+    let metrics = engine.metrics_address().unwrap();
+    let admin = http(metrics, "GET /admin/ledger");
+    assert!(admin.contains(&hex(&digest)), "{admin}");
+    let text = http(metrics, "GET /metrics");
+    assert_eq!(metric(&text, "sequent_ledger_last_trade"), trades);
+    let replayed = metric(&text, "sequent_ledger_postings_total")
+        + metric(
+            &text,
+            "sequent_ledger_postings_skipped_total{reason=\"same_account\"}",
+        );
+    // The older snapshot is one `snapshot_every` wrote during run 2 (at the first batch boundary
+    // past 40 trades), so some trades, but not all, are replayed.
+    assert!(
+        replayed > 0 && replayed < trades,
+        "{replayed} of {trades} trades replayed after the older snapshot"
+    );
+    engine.shutdown().unwrap();
 
     // Run 3: without its journal, the ledger is rebuilt from the engine journal: the newest
     // snapshot is ahead of it, so the whole journal is replayed and every trade re-posted once.

@@ -137,6 +137,11 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// True when `text` holds a run of 13–19 digits (a maximal run: not glued to other digits) that
 /// passes Luhn: what the PAN scans look for. Tokens never pass Luhn, so they never match.
+///
+/// A run inside a hexadecimal token of [`HEX_TOKEN_MIN`] or more characters (a SHA-256 digest, a
+/// key id) is not a card number: such a token is random, and a random 64-character digest holds
+/// a Luhn-valid 13–19 digit run about once in 240 (simulated over 400k digests); the gateway
+/// prints its state digest at recovery and stop, and one such line failed a PAN scan in CI.
 pub fn contains_pan(text: &[u8]) -> bool {
     let mut i = 0;
     while i < text.len() {
@@ -149,11 +154,31 @@ pub fn contains_pan(text: &[u8]) -> bool {
             i += 1;
         }
         let run: Vec<u8> = text[start..i].iter().map(|b| b - b'0').collect();
-        if (13..=19).contains(&run.len()) && sequent_vault::luhn_valid(&run) {
+        if (13..=19).contains(&run.len())
+            && sequent_vault::luhn_valid(&run)
+            && !in_long_hex_token(text, start, i)
+        {
             return true;
         }
     }
     false
+}
+
+/// Hexadecimal tokens at least this long are digests or ids, never card numbers.
+pub const HEX_TOKEN_MIN: usize = 32;
+
+/// Is `text[start..end]` part of a run of hex digits `HEX_TOKEN_MIN` or more long?
+fn in_long_hex_token(text: &[u8], start: usize, end: usize) -> bool {
+    let left = text[..start]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count();
+    let right = text[end..]
+        .iter()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count();
+    left + (end - start) + right >= HEX_TOKEN_MIN
 }
 
 #[cfg(test)]
@@ -196,5 +221,12 @@ mod tests {
         assert!(contains_pan(b"x5555555555554444\""));
         assert!(!contains_pan(b"4111111111111112"));
         assert!(!contains_pan(b"1_700_000_000_000"));
+        // Inside a digest: not a card number; the same digits standing alone: one.
+        let digest =
+            b"digest 9f0c4111111111111111e2a7b3c5d6e8f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8";
+        assert!(!contains_pan(digest));
+        assert!(contains_pan(b"digest 9f0c 4111111111111111 e2a7"));
+        // A short hex word glued to it does not hide it.
+        assert!(contains_pan(b"id=ab4111111111111111cd"));
     }
 }

@@ -179,6 +179,18 @@ impl SnapshotStore {
         Ok(found)
     }
 
+    /// Removes every snapshot but the newest `keep`. Tries each one; the first failure, if any,
+    /// is returned after the others were tried.
+    pub fn prune(&self, keep: usize) -> Result<(), Error> {
+        let mut first_error = None;
+        for (_, path) in self.list()?.into_iter().skip(keep) {
+            if let Err(source) = fs::remove_file(&path) {
+                first_error.get_or_insert(Error::Io { path, source });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Reads and checks one snapshot file (never panics on arbitrary bytes).
     pub fn read(path: &Path) -> Result<(SnapshotHeader, Vec<u8>), Error> {
         let bytes = fs::read(path).map_err(|source| Error::Io {

@@ -89,6 +89,25 @@ fn restart_after_restart_recovers_from_the_newest_snapshot() {
 }
 
 #[test]
+fn prune_keeps_the_newest_snapshots_and_leaves_other_files() {
+    let snaps = TempDir::new("prune-snaps");
+    let store = SnapshotStore::open(snaps.path()).unwrap();
+    for sequence in [5, 40, 12, 33] {
+        store.write([7; 16], ENGINE, sequence, b"state").unwrap();
+    }
+    let other = snaps.path().join("notes.txt");
+    std::fs::write(&other, b"not a snapshot").unwrap();
+    store.prune(2).unwrap();
+    let kept: Vec<u64> = store.list().unwrap().iter().map(|(s, _)| *s).collect();
+    assert_eq!(kept, vec![40, 33]);
+    assert!(other.exists(), "prune removes snapshots only");
+    store.prune(5).unwrap();
+    assert_eq!(store.list().unwrap().len(), 2);
+    store.prune(0).unwrap();
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
 fn stale_damaged_and_foreign_snapshots_are_passed_over_with_reasons() {
     let journal = TempDir::new("stale-journal");
     let snaps = TempDir::new("stale-snaps");

@@ -413,16 +413,9 @@ impl Journaled {
             .write(journal_id, SNAPSHOT_ENGINE, sequence, &self.bytes)
             .context("cannot write the snapshot")?;
         let written = Instant::now();
-        for (_, old) in self
-            .store
-            .list()
-            .context("cannot list the snapshots")?
-            .iter()
-            .skip(SNAPSHOTS_KEPT)
-        {
-            std::fs::remove_file(old)
-                .with_context(|| format!("cannot remove {}", old.display()))?;
-        }
+        self.store
+            .prune(SNAPSHOTS_KEPT)
+            .context("cannot remove old snapshots")?;
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         let ledger = session.ledger();
         eprintln!(

@@ -1073,11 +1073,7 @@ fn run_snapshot_writer(
                     path.display(),
                     state.len()
                 );
-                if let Ok(list) = store.list() {
-                    for (_, old) in list.into_iter().skip(keep) {
-                        let _ = std::fs::remove_file(old);
-                    }
-                }
+                let _ = store.prune(keep);
             }
             Err(error) => tracing::warn!("snapshot at sequence {sequence} failed: {error}"),
         }

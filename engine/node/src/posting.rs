@@ -542,16 +542,9 @@ impl Posting {
                 &self.snapshot_bytes,
             )
             .context("cannot write the ledger snapshot")?;
-        for (_, old) in self
-            .store
-            .list()
-            .context("cannot list the ledger snapshots")?
-            .iter()
-            .skip(SNAPSHOTS_KEPT)
-        {
-            std::fs::remove_file(old)
-                .with_context(|| format!("cannot remove {}", old.display()))?;
-        }
+        self.store
+            .prune(SNAPSHOTS_KEPT)
+            .context("cannot remove old ledger snapshots")?;
         self.since_snapshot = 0;
         Ok(())
     }

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use sequent_journal::snapshot::SnapshotStore;
 use sequent_node::client::Client;
 use sequent_node::config::EngineConfig;
 use sequent_node::core::{Core, CoreConfig, Output, Trade};
@@ -281,25 +282,14 @@ fn every_trade_is_posted_once_and_survives_restarts() {
     );
 
     // The stop wrote a snapshot of the ledger (and `snapshot_every` some before it; two kept).
-    let ledger_snapshots = dir.0.join("journal").join("ledger").join("snapshots");
-    let snapshot_files = || {
-        let mut files: Vec<_> = std::fs::read_dir(&ledger_snapshots)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    };
-    assert_eq!(snapshot_files().len(), 2, "{:?}", snapshot_files());
+    let ledger_snapshots =
+        SnapshotStore::open(&dir.0.join("journal").join("ledger").join("snapshots")).unwrap();
+    let snapshots = ledger_snapshots.list().unwrap();
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
 
     // Run 2: a graceful restart restores the ledger from that snapshot, re-applies nothing,
     // and goes on from it.
-    let engine = Engine::start(&config).unwrap();
-    let metrics = engine.metrics_address().unwrap();
-    let admin = http(metrics, "GET /admin/ledger");
-    assert!(admin.contains(&hex(&digest)), "{admin}");
-    let text = http(metrics, "GET /metrics");
-    assert_eq!(metric(&text, "sequent_ledger_last_trade"), trades);
+    let (engine, text) = restart_with_ledger(&config, &digest, trades);
     assert_eq!(
         metric(&text, "sequent_ledger_postings_total"),
         0,
@@ -312,17 +302,12 @@ fn every_trade_is_posted_once_and_survives_restarts() {
 
     // Run 2b: the newest snapshot damaged: it is passed over for the older one, and the ledger
     // journal after that is replayed.
-    let newest = snapshot_files().pop().unwrap();
+    let (_, newest) = ledger_snapshots.list().unwrap().remove(0);
     let mut bytes = std::fs::read(&newest).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&newest, bytes).unwrap();
-    let engine = Engine::start(&config).unwrap();
-    let metrics = engine.metrics_address().unwrap();
-    let admin = http(metrics, "GET /admin/ledger");
-    assert!(admin.contains(&hex(&digest)), "{admin}");
-    let text = http(metrics, "GET /metrics");
-    assert_eq!(metric(&text, "sequent_ledger_last_trade"), trades);
+    let (engine, text) = restart_with_ledger(&config, &digest, trades);
     let replayed = metric(&text, "sequent_ledger_postings_total")
         + metric(
             &text,
@@ -348,6 +333,18 @@ fn every_trade_is_posted_once_and_survives_restarts() {
     assert_eq!(metric(&text, "sequent_ledger_last_trade"), trades);
     engine.shutdown().unwrap();
     assert_eq!(check_ledger(&config, trades, &model), digest);
+}
+
+/// Starts the engine again and checks that its live ledger has `digest` and has taken trades up
+/// to `trades`; returns the engine and its metrics text.
+fn restart_with_ledger(config: &EngineConfig, digest: &[u8; 32], trades: u64) -> (Engine, String) {
+    let engine = Engine::start(config).unwrap();
+    let metrics = engine.metrics_address().unwrap();
+    let admin = http(metrics, "GET /admin/ledger");
+    assert!(admin.contains(&hex(digest)), "{admin}");
+    let text = http(metrics, "GET /metrics");
+    assert_eq!(metric(&text, "sequent_ledger_last_trade"), trades);
+    (engine, text)
 }
 
 /// The trades of the engine journal, by replaying it through a fresh core.

@@ -620,7 +620,10 @@ impl Drop for Engine {
     }
 }
 
-fn core_config(config: &EngineConfig) -> CoreConfig {
+/// The core's configuration for an engine configured by `config` (what `Engine::start` and
+/// recovery build the core with; tests replaying a journal use it too).
+#[must_use]
+pub fn core_config(config: &EngineConfig) -> CoreConfig {
     CoreConfig {
         sessions_max: config.sessions_max,
         symbols: config.symbols.clone(),

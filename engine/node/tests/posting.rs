@@ -18,8 +18,8 @@ use std::time::Duration;
 use sequent_journal::snapshot::SnapshotStore;
 use sequent_node::client::Client;
 use sequent_node::config::EngineConfig;
-use sequent_node::core::{Core, CoreConfig, Output, Trade};
-use sequent_node::engine::Engine;
+use sequent_node::core::{Core, Output, Trade};
+use sequent_node::engine::{Engine, core_config};
 use sequent_node::posting::{CASH_LEDGER, account_id, position_ledger, replay_ledger};
 use sequent_node::protocol::{ClientMessage, EngineMessage};
 
@@ -349,19 +349,7 @@ fn restart_with_ledger(config: &EngineConfig, digest: &[u8; 32], trades: u64) ->
 
 /// The trades of the engine journal, by replaying it through a fresh core.
 fn journal_trades(config: &EngineConfig) -> Vec<Trade> {
-    let mut core = Core::new(&CoreConfig {
-        sessions_max: config.sessions_max,
-        symbols: config.symbols.clone(),
-        venue: sequent_matching::VenueConfig {
-            orders_max: config.venue.orders_max,
-            levels_max: config.venue.levels_max,
-            levels_per_side_max: config.venue.levels_per_side_max,
-            symbols_max: 1,
-            accounts_max: config.venue.accounts_max,
-            ids_max: config.venue.ids_max,
-        },
-        resend_history: config.sessions.resend_history,
-    });
+    let mut core = Core::new(&core_config(config));
     let mut reader = sequent_journal::Reader::from_sequence(&config.journal.dir, 1).unwrap();
     let mut out = Vec::new();
     let mut trades = Vec::new();

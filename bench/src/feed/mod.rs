@@ -47,6 +47,15 @@ pub struct FeedRow {
 }
 
 impl FeedRow {
+    /// A row of the decode section: `ns` per message over `messages`, with a note.
+    fn decode(name: impl Into<String>, messages: u64, ns: f64, note: impl Into<String>) -> FeedRow {
+        let mut row = FeedRow::new("decode", name, messages);
+        row.ns_per_message = Some(ns);
+        row.messages_per_s = Some(1e9 / ns);
+        row.note = note.into();
+        row
+    }
+
     fn new(section: &'static str, name: impl Into<String>, messages: u64) -> FeedRow {
         FeedRow {
             section,
@@ -110,10 +119,12 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         n
     });
     anyhow::ensure!(count == messages, "sequent decoded {count} of {messages}");
-    let mut row = FeedRow::new("decode", "ITCH 5.0: sequent ItchReader", messages);
-    row.ns_per_message = Some(ns);
-    row.messages_per_s = Some(1e9 / ns);
-    row.note = "zero-copy slice, fields decoded for S R A F E C X D U P".into();
+    let row = FeedRow::decode(
+        "ITCH 5.0: sequent ItchReader",
+        messages,
+        ns,
+        "zero-copy slice, fields decoded for S R A F E C X D U P",
+    );
     rows.push(row);
 
     let (ns, count) = best_ns_per(config.rounds, messages, || {
@@ -125,10 +136,12 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         n
     });
     anyhow::ensure!(count == messages, "itchy decoded {count} of {messages}");
-    let mut row = FeedRow::new("decode", "ITCH 5.0: itchy 0.3.4 MessageStream", messages);
-    row.ns_per_message = Some(ns);
-    row.messages_per_s = Some(1e9 / ns);
-    row.note = "its reader API over &[u8]; decodes every type fully".into();
+    let row = FeedRow::decode(
+        "ITCH 5.0: itchy 0.3.4 MessageStream",
+        messages,
+        ns,
+        "its reader API over &[u8]; decodes every type fully",
+    );
     rows.push(row);
 
     // The same book messages in sequent's protocol, MTU-sized packets.
@@ -174,15 +187,12 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         count == feed_messages,
         "protocol decoded {count} of {feed_messages}"
     );
-    let mut two_pass = FeedRow::new(
-        "decode",
+    let two_pass = FeedRow::decode(
         "sequent feed protocol: Packet::parse + messages()",
         feed_messages,
+        ns,
+        "validates every block, then the iterator decodes again (the subscriber's path)",
     );
-    two_pass.ns_per_message = Some(ns);
-    two_pass.messages_per_s = Some(1e9 / ns);
-    two_pass.note =
-        "validates every block, then the iterator decodes again (the subscriber's path)".into();
     let (ns, count) = best_ns_per(config.rounds, feed_messages, || {
         let mut n = 0u64;
         for p in black_box(&packets) {
@@ -198,16 +208,14 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         count == feed_messages,
         "protocol decoded {count} of {feed_messages}"
     );
-    let mut row = FeedRow::new(
-        "decode",
+    let row = FeedRow::decode(
         "sequent feed protocol: for_each_message (one pass)",
         feed_messages,
-    );
-    row.ns_per_message = Some(ns);
-    row.messages_per_s = Some(1e9 / ns);
-    row.note = format!(
-        "{} MTU packets of the sample's book messages",
-        packets.len()
+        ns,
+        format!(
+            "{} MTU packets of the sample's book messages",
+            packets.len()
+        ),
     );
     rows.push(row);
     rows.push(two_pass);
@@ -224,15 +232,12 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         messages
     });
     anyhow::ensure!(count == messages);
-    let mut itch_fields = FeedRow::new(
-        "decode",
+    let itch_fields = FeedRow::decode(
         "ITCH 5.0: sequent ItchReader, book fields read",
         messages,
+        ns,
+        "each message decoded whole, then its references, shares and price read",
     );
-    itch_fields.ns_per_message = Some(ns);
-    itch_fields.messages_per_s = Some(1e9 / ns);
-    itch_fields.note =
-        "each message decoded whole, then its references, shares and price read".into();
     let (ns, count) = best_ns_per(config.rounds, feed_messages, || {
         let mut acc = 0u64;
         let mut n = 0u64;
@@ -250,15 +255,12 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         count == feed_messages,
         "protocol decoded {count} of {feed_messages}"
     );
-    let mut views = FeedRow::new(
-        "decode",
+    let views = FeedRow::decode(
         "sequent feed protocol: views (for_each_message_ref), book fields read",
         feed_messages,
+        ns,
+        "type, length and side checked; the same fields read in place, nothing copied",
     );
-    views.ns_per_message = Some(ns);
-    views.messages_per_s = Some(1e9 / ns);
-    views.note =
-        "type, length and side checked; the same fields read in place, nothing copied".into();
     rows.push(itch_fields);
     rows.push(views);
 
@@ -271,14 +273,12 @@ pub fn decode(config: &FeedConfig) -> anyhow::Result<Vec<FeedRow>> {
         }
         black_box(books.orders_len() as u64)
     });
-    let mut row = FeedRow::new(
-        "decode",
+    let row = FeedRow::decode(
         "book builder: Books::apply (context)",
         feed_messages,
+        ns,
+        "per message, the books rebuilt from empty each repeat",
     );
-    row.ns_per_message = Some(ns);
-    row.messages_per_s = Some(1e9 / ns);
-    row.note = "per message, the books rebuilt from empty each repeat".into();
     rows.push(row);
     Ok(rows)
 }

@@ -116,13 +116,8 @@ fn xdp_session(salt: u8, drop_ppm: u32) -> Option<sequent_feed::subscriber::Stat
                 for _ in 0..1 + batches % 8 {
                     generator.next_message(&mut batch);
                 }
-                for m in &batch {
-                    publisher.core.handle_message(m);
-                    sent += 1;
-                }
-                publisher.core.flush();
-                publisher.pump().unwrap();
-                publisher.serve().unwrap();
+                sent += batch.len() as u64;
+                publisher.publish(&batch).unwrap();
                 batches += 1;
                 if batches % 32 == 0 {
                     // Paced: copy-mode XDP drops when the fill ring runs dry.

@@ -770,6 +770,17 @@ impl NetPublisher {
         self.snapshots.local_addr()
     }
 
+    /// Hands `messages` to the core, closes the packet, sends it ([`NetPublisher::pump`]) and
+    /// answers waiting requests ([`NetPublisher::serve`]): one step of a publishing loop.
+    pub fn publish(&mut self, messages: &[Message]) -> io::Result<()> {
+        for m in messages {
+            self.core.handle_message(m);
+        }
+        self.core.flush();
+        self.pump()?;
+        self.serve()
+    }
+
     /// Sends every packet the core has ready on A and B, through the loss injectors.
     pub fn pump(&mut self) -> io::Result<()> {
         self.out_a.clear();

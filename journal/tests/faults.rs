@@ -124,6 +124,16 @@ fn a_half_written_record_with_a_frame_is_a_torn_tail() {
     writer.close().unwrap();
 }
 
+/// Opening `dir` fails with corruption of the durable record `sequence` at `offset`.
+fn assert_refused_as_durable_corruption(dir: &Path, offset: u64, sequence: u64) {
+    let error = Writer::open(dir, &small_config(Durability::None)).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Corrupt { .. }), "{text}");
+    assert!(text.contains(&format!("offset {offset}")), "{text}");
+    assert!(text.contains(&format!("sequence {sequence}")), "{text}");
+    assert!(text.contains("not a torn tail"), "{text}");
+}
+
 #[test]
 fn corruption_of_a_durable_record_refuses_to_open() {
     let dir = TempDir::new("corrupt-durable");
@@ -136,12 +146,7 @@ fn corruption_of_a_durable_record_refuses_to_open() {
     let offset = records_end(first, last - 1);
     let byte = read(&path, offset + 32, 1)[0];
     patch(&path, offset + 32, &[byte ^ 0x01]);
-    let error = Writer::open(dir.path(), &small_config(Durability::None)).unwrap_err();
-    let text = error.to_string();
-    assert!(matches!(error, Error::Corrupt { .. }), "{text}");
-    assert!(text.contains(&format!("offset {offset}")), "{text}");
-    assert!(text.contains(&format!("sequence {last}")), "{text}");
-    assert!(text.contains("not a torn tail"), "{text}");
+    assert_refused_as_durable_corruption(dir.path(), offset, last);
 }
 
 #[test]
@@ -156,12 +161,7 @@ fn a_durable_last_record_zeroed_whole_refuses_to_open() {
     let offset = records_end(first, last - 1);
     let footprint = record_footprint(payload(last).len() as u32);
     patch(&path, offset, &vec![0; footprint as usize]);
-    let error = Writer::open(dir.path(), &small_config(Durability::None)).unwrap_err();
-    let text = error.to_string();
-    assert!(matches!(error, Error::Corrupt { .. }), "{text}");
-    assert!(text.contains(&format!("offset {offset}")), "{text}");
-    assert!(text.contains(&format!("sequence {last}")), "{text}");
-    assert!(text.contains("not a torn tail"), "{text}");
+    assert_refused_as_durable_corruption(dir.path(), offset, last);
     // With the hint below it (the record was never synced), the same bytes are a clean end.
     patch(&path, 64, &(last - 1).to_le_bytes());
     let writer = Writer::open(dir.path(), &small_config(Durability::None)).unwrap();

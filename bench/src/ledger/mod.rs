@@ -89,13 +89,14 @@ pub fn workload(accounts: u32, transfers: u32, seed: u64) -> Vec<Transfer> {
         .collect()
 }
 
-fn ledger_with_accounts(config: &LedgerConfig) -> Ledger {
-    let (accounts, transfers) = (config.accounts, config.transfers);
+/// A ledger sized for `transfers`, with accounts 1..=`accounts` of ledger 1 created; its stores
+/// mapped first with `prefault` (`Ledger::prefault`).
+pub fn ledger_with_accounts(accounts: u32, transfers: u32, prefault: bool) -> Ledger {
     let mut ledger = Ledger::new(Config {
         accounts_max: accounts,
         transfers_max: transfers,
     });
-    if config.prefault {
+    if prefault {
         ledger.prefault();
     }
     for id in 1..=accounts {
@@ -149,7 +150,7 @@ fn run_pipelined(
     work: &[Transfer],
     dir: &Path,
 ) -> anyhow::Result<ModeResult> {
-    let mut ledger = ledger_with_accounts(config);
+    let mut ledger = ledger_with_accounts(config.accounts, config.transfers, config.prefault);
     let _ = std::fs::remove_dir_all(dir);
     let journal_config = sequent_journal::Config {
         durability: sequent_journal::Durability::GroupCommit {
@@ -205,7 +206,7 @@ fn run_engine(
     work: &[Transfer],
     journal: Option<&Path>,
 ) -> anyhow::Result<ModeResult> {
-    let mut ledger = ledger_with_accounts(config);
+    let mut ledger = ledger_with_accounts(config.accounts, config.transfers, config.prefault);
     let mut writer = match journal {
         Some(dir) => {
             let _ = std::fs::remove_dir_all(dir);

@@ -3,20 +3,15 @@
 //! unique ids, batches of 8,190) through one `Ledger`, no journal. Prints transfers/s and the
 //! state digest, so a change to the apply path can be checked against the baseline's digest.
 //!
-//! `cargo run --release -p sequent-ledger --example apply -- [accounts] [transfers] [batch]`
+//! `cargo run --release -p sequent-bench --example ledger_apply -- [accounts] [transfers] [batch]`
 
 use std::time::Instant;
 
-use sequent_ledger::{Account, Config, Ledger, Outcome, Transfer};
+use sequent_bench::ledger::{ledger_with_accounts, workload};
+use sequent_ledger::Outcome;
 
-/// The generator of `bench/src/ledger` (seeded differently here), so both see the same kind of
-/// workload.
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
+/// The workload's seed (the bench's default is another).
+const SEED: u64 = 0x5e9;
 
 /// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`, first field): on
 /// a shared machine the wall clock also counts the time other processes held the core.
@@ -34,42 +29,15 @@ fn main() {
     let accounts = args.next().unwrap_or(100_000);
     let transfers = args.next().unwrap_or(2_000_000);
     let batch = args.next().unwrap_or(8_190) as usize;
-    let mut s = 0x5e9_u64 | 1;
-    let work: Vec<Transfer> = (0..transfers)
-        .map(|i| {
-            let debit = 1 + xorshift(&mut s) % accounts;
-            let mut credit = 1 + xorshift(&mut s) % accounts;
-            if credit == debit {
-                credit = debit % accounts + 1;
-            }
-            Transfer {
-                id: u128::from(i) + 1,
-                debit_account_id: u128::from(debit),
-                credit_account_id: u128::from(credit),
-                amount: u128::from(1 + xorshift(&mut s) % 1000),
-                ledger: 1,
-                code: 1,
-                ..Transfer::default()
-            }
-        })
-        .collect();
-    let mut ledger = Ledger::new(Config {
-        accounts_max: u32::try_from(accounts).expect("accounts fit u32"),
-        transfers_max: u32::try_from(transfers).expect("transfers fit u32"),
-    });
-    for id in 1..=accounts {
-        let account = Account {
-            id: u128::from(id),
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        };
-        assert_eq!(ledger.create_account(0, &account), Outcome::Ok);
-    }
+    let accounts = u32::try_from(accounts).expect("accounts fit u32");
+    let transfers = u32::try_from(transfers).expect("transfers fit u32");
+    let work = workload(accounts, transfers, SEED);
     // `APPLY_COLD=1`: leave the stores unmapped, so the apply pays the page faults.
-    if std::env::var_os("APPLY_COLD").is_none() {
-        ledger.prefault();
-    }
+    let mut ledger = ledger_with_accounts(
+        accounts,
+        transfers,
+        std::env::var_os("APPLY_COLD").is_none(),
+    );
     let mut outcomes = Vec::with_capacity(batch);
     // `perf record --control fifo:CTL,ACK -D -1` with `APPLY_PERF_CTL=CTL`: profile the apply
     // only, not the set-up or the digest.

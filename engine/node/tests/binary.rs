@@ -3,34 +3,19 @@
 //! bad config refused by key.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sequent_node::client::Client;
 use sequent_node::protocol::EngineMessage;
 
 mod support;
-use support::TempDir;
+use support::{TempDir, start_binary};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A running engine process, killed on drop.
-struct Running {
-    child: Child,
-    address: SocketAddr,
-    metrics: Option<SocketAddr>,
-    recovered: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("engine.toml");
@@ -70,41 +55,6 @@ every_records = 100
     path
 }
 
-fn start(config: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sequent-engine"))
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut recovered = String::new();
-    let mut metrics = None;
-    let address = loop {
-        let line = lines.next().expect("the engine printed nothing").unwrap();
-        if let Some(text) = line.strip_prefix("recovered: ") {
-            recovered = text.to_string();
-        }
-        if let Some(address) = line.strip_prefix("listening: ") {
-            break address.parse().unwrap();
-        }
-    };
-    if let Some(Ok(line)) = lines.next()
-        && let Some(url) = line.strip_prefix("metrics: http://")
-    {
-        metrics = url.trim_end_matches("/metrics").parse().ok();
-    }
-    // Keep draining stdout so the engine never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Running {
-        child,
-        address,
-        metrics,
-        recovered,
-    }
-}
-
 fn login(address: SocketAddr, session: u32) -> (Client, u32) {
     let mut client = Client::connect(address, TIMEOUT).unwrap();
     match client.login(session, false).unwrap() {
@@ -121,7 +71,7 @@ fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
     const ORDERS: u32 = 1_500;
     let dir = TempDir::new("bin-kill");
     let config = write_config(&dir.0);
-    let engine = start(&config);
+    let engine = start_binary(&config);
     let (mut seller, _) = login(engine.address, 1);
     for id in 1..=ORDERS {
         seller
@@ -139,8 +89,7 @@ fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
     // one that finds the writer busy is skipped, so under this burst the first is the one).
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let mut http =
-            TcpStream::connect(engine.metrics.expect("metrics address printed")).unwrap();
+        let mut http = TcpStream::connect(engine.metrics()).unwrap();
         http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut text = String::new();
@@ -160,7 +109,7 @@ fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
     drop(engine);
     drop(seller);
 
-    let engine = start(&config);
+    let engine = start_binary(&config);
     assert!(
         engine.recovered.contains("records replayed"),
         "{}",
@@ -226,7 +175,7 @@ fn kill_9_mid_load_then_restart_keeps_every_acknowledged_order_exactly_once() {
     assert_eq!(taker_qty, u64::from(ORDERS));
 
     // The metrics endpoint answers with the counters.
-    let mut http = TcpStream::connect(engine.metrics.expect("metrics address printed")).unwrap();
+    let mut http = TcpStream::connect(engine.metrics()).unwrap();
     http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut text = String::new();

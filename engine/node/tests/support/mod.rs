@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// A fresh directory `sequent-NAME-PID` under the system's temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -30,6 +32,20 @@ impl Drop for TempDir {
 pub struct Running {
     pub child: Child,
     pub address: SocketAddr,
+    /// The text of its `recovered:` line.
+    pub recovered: String,
+    /// The metrics address, once its `metrics:` line is read (printed after `listening:`, and
+    /// only with a `[metrics]` section).
+    metrics: mpsc::Receiver<SocketAddr>,
+}
+
+impl Running {
+    /// The metrics endpoint's address; panics if the engine does not print one within 10 s.
+    pub fn metrics(&self) -> SocketAddr {
+        self.metrics
+            .recv_timeout(Duration::from_secs(10))
+            .expect("metrics address printed")
+    }
 }
 
 impl Drop for Running {
@@ -49,15 +65,33 @@ pub fn start_binary(config: &Path) -> Running {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut recovered = String::new();
     let address = loop {
         let line = lines.next().expect("the engine printed nothing").unwrap();
+        if let Some(text) = line.strip_prefix("recovered: ") {
+            recovered = text.to_string();
+        }
         if let Some(address) = line.strip_prefix("listening: ") {
             break address.parse().unwrap();
         }
     };
-    // Keep draining stdout so the engine never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, address }
+    // Keep draining stdout so the engine never blocks on a full pipe; pass the metrics line on.
+    let (metrics_tx, metrics) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("metrics: http://")
+                && let Ok(address) = url.trim_end_matches("/metrics").parse()
+            {
+                let _ = metrics_tx.send(address);
+            }
+        }
+    });
+    Running {
+        child,
+        address,
+        recovered,
+        metrics,
+    }
 }
 
 /// Sends `REQUEST HTTP/1.1` (for example `GET /metrics`) and returns the whole answer.
